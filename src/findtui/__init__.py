@@ -1,0 +1,3 @@
+"""findtui: a terminal query browser for DICOM C-FIND."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from findtui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The headless query engine: no textual, no rich (tests/test_headless.py proves it)."""
