@@ -1,0 +1,485 @@
+"""Run a C-FIND: a request in, a stream of events out. The only module that talks to pynetdicom.
+
+The response loop reads pynetdicom's DIMSE queue itself instead of iterating
+``Association.send_c_find``'s generator, so that it can keep each identifier's
+raw bytes (written as-is by ``-w``), decode lazily (nothing pays for a dump
+nobody reads), report an undecodable identifier without losing the others,
+poll for cancel, and bound the wait after a C-CANCEL.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import AE, _config
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.dsutils import decode
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+from pynetdicom.sop_class import Verification
+
+from findtui.engine.models import (
+    TRANSFER_SYNTAXES,
+    ExtendedNegotiation,
+    QueryModel,
+    is_pending,
+    status_name,
+)
+
+# We log responses ourselves (or not at all); never let pynetdicom build dumps.
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+PYNETDICOM_LOGGER = logging.getLogger("pynetdicom")
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where and how to reach the SCP; defaults are findscu's."""
+
+    address: str
+    port: int
+    calling_aet: str = "FINDSCU"
+    called_aet: str = "ANY-SCP"
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 30.0
+    max_pdu: int = 16382
+    tls: TLSOptions | None = None
+
+
+@dataclass
+class FindRequest:
+    network: Network
+    identifier: Dataset
+    model: QueryModel = QueryModel.PATIENT
+    ext_neg: ExtendedNegotiation = field(default_factory=ExtendedNegotiation)
+    transfer_syntaxes: tuple[UID, ...] = TRANSFER_SYNTAXES
+    priority: int = 2
+    cancel_after: int | None = None
+    # How long to wait for the final status after a C-CANCEL before aborting.
+    cancel_grace: float = 5.0
+
+
+# --- events -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Associated:
+    transfer_syntax: UID
+    ext_neg_sent: bytes | None
+    ext_neg_reply: bytes | None
+    peer_max_pdu: int | None
+
+
+@dataclass(frozen=True)
+class AssociationFailed:
+    """The association never got established. kind: rejected|unreachable|timeout|aborted|tls|no-context."""
+
+    kind: str
+    message: str
+
+
+class IdentifierDecodeError(ValueError):
+    pass
+
+
+@dataclass
+class Pending:
+    """One pending C-FIND response; ``identifier`` is decoded on first use."""
+
+    index: int
+    status: int
+    raw: bytes
+    transfer_syntax: UID
+    _decoded: Dataset | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def identifier(self) -> Dataset:
+        if self._decoded is None:
+            ts = self.transfer_syntax
+            try:
+                ds = decode(BytesIO(self.raw), ts.is_implicit_VR, ts.is_little_endian,
+                            ts.is_deflated)
+                # pydicom decodes lazily: touch every element so a bad one fails here.
+                for _ in ds.iterall():
+                    pass
+            except Exception as exc:  # any decode problem is the peer's data, not ours
+                raise IdentifierDecodeError(
+                    f"response {self.index}: identifier could not be decoded ({exc})"
+                ) from None
+            self._decoded = ds
+        return self._decoded
+
+    @property
+    def optional_keys_unsupported(self) -> bool:
+        return self.status == 0xFF01
+
+
+@dataclass(frozen=True)
+class Final:
+    """The final C-FIND response."""
+
+    status: int
+    error_comment: str | None = None
+    offending_element: tuple[int, ...] | None = None
+    identifier: Dataset | None = None
+    cancel_requested: bool = False
+
+    @property
+    def name(self) -> str:
+        return status_name(self.status)
+
+    @property
+    def category(self) -> str:
+        if self.status == 0x0000:
+            return "success"
+        if self.status == 0xFE00:
+            return "cancel"
+        if (self.status & 0xF000) == 0xB000 or self.status in (0x0001, 0x0107, 0x0116):
+            return "warning"
+        return "failure"
+
+
+@dataclass(frozen=True)
+class CancelSent:
+    after: int
+
+
+@dataclass(frozen=True)
+class Fault:
+    """The association broke during the query. kind: aborted|timeout|cancel-timeout|protocol."""
+
+    kind: str
+    message: str
+
+
+Event = Associated | AssociationFailed | Pending | Final | CancelSent | Fault
+
+
+# --- running ----------------------------------------------------------------
+
+
+class _PynetdicomErrors(logging.Handler):
+    """Keeps pynetdicom's error lines during association, for a precise message."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _make_ae(request: FindRequest, abstract_syntaxes: list[UID]) -> AE:
+    net = request.network
+    ae = AE(ae_title=net.calling_aet)
+    ae.acse_timeout = net.acse_timeout
+    ae.dimse_timeout = net.dimse_timeout
+    ae.network_timeout = net.network_timeout
+    ae.connection_timeout = net.network_timeout
+    for uid in abstract_syntaxes:
+        ae.add_requested_context(uid, list(request.transfer_syntaxes))
+    return ae
+
+
+def _describe_rejection(assoc) -> str:
+    prim = assoc.acceptor.primitive
+    result = {1: "rejected (permanent)", 2: "rejected (transient)"}.get(
+        getattr(prim, "result", None), "rejected")
+    source = getattr(prim, "result_source", None)
+    diag = getattr(prim, "diagnostic", None)
+    reasons = {
+        (1, 1): "no reason given",
+        (1, 2): "application context name not supported",
+        (1, 3): "calling AE title not recognised",
+        (1, 7): "called AE title not recognised",
+        (2, 1): "no reason given (ACSE)",
+        (2, 2): "protocol version not supported",
+        (3, 1): "temporary congestion",
+        (3, 2): "local limit exceeded",
+    }
+    sources = {1: "service user", 2: "service provider (ACSE)", 3: "service provider (presentation)"}
+    reason = reasons.get((source, diag), f"diagnostic {diag}")
+    hint = ""
+    if (source, diag) == (1, 7):
+        hint = "; check the called AE title (-aec)"
+    elif (source, diag) == (1, 3):
+        hint = "; the SCP does not know our calling AE title (-aet): ask its admin to add it"
+    return f"association {result} by the {sources.get(source, 'peer')}: {reason}{hint}"
+
+
+def _failed_association(request: FindRequest, assoc, errors: list[str]) -> AssociationFailed:
+    net = request.network
+    where = f"{net.address}:{net.port}"
+    if assoc.is_rejected:
+        return AssociationFailed("rejected", f"{where}: {_describe_rejection(assoc)}")
+    detail = next((line.split(": ", 1)[1] for line in errors
+                   if line.startswith("TCP Initialisation Error")), None)
+    if detail:
+        low = detail.lower()
+        if "ssl" in low or "certificate" in low or "tls" in low:
+            return AssociationFailed("tls", f"{where}: TLS handshake failed: {detail}")
+        if "timed out" in low:
+            return AssociationFailed(
+                "timeout", f"{where}: no answer within {net.network_timeout:g} s; "
+                "check the address and port, or raise -tn")
+        if "refused" in low:
+            return AssociationFailed(
+                "unreachable", f"{where}: connection refused; is the SCP running on that port?")
+        return AssociationFailed("unreachable", f"{where}: cannot connect: {detail}")
+    if "No accepted presentation contexts" in errors:
+        return AssociationFailed(
+            "no-context",
+            f"{where}: the SCP accepted none of the proposed presentation contexts "
+            f"({request.model.label} C-FIND); check the information model (-P/-S/-O/-W) "
+            "or --transfer-syntax")
+    if assoc.is_aborted:
+        if net.tls is None:
+            hint = "; if the peer expects TLS, use --tls"
+        else:
+            hint = "; is the peer a TLS port?"
+        return AssociationFailed("aborted", f"{where}: the peer aborted the association request{hint}")
+    return AssociationFailed(
+        "timeout", f"{where}: no association answer within {net.acse_timeout:g} s (-ta)")
+
+
+def _check_resolvable(net: Network) -> AssociationFailed | None:
+    try:
+        socket.getaddrinfo(net.address, net.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return AssociationFailed(
+            "unreachable", f"cannot resolve host {net.address!r}: {exc.args[-1]}; check the address")
+    return None
+
+
+def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None):
+    """Associate; returns (assoc, None) or (None, AssociationFailed)."""
+    net = request.network
+    unresolved = _check_resolvable(net)
+    if unresolved:
+        return None, unresolved
+    ae = _make_ae(request, abstract_syntaxes)
+    tls_args = None
+    if net.tls is not None:
+        try:
+            tls_args = (net.tls.context(), net.address)
+        except (OSError, ssl.SSLError) as exc:
+            return None, AssociationFailed("tls", f"cannot load TLS files: {exc}")
+    errors = _PynetdicomErrors()
+    PYNETDICOM_LOGGER.addHandler(errors)
+    try:
+        assoc = ae.associate(net.address, net.port, ae_title=net.called_aet,
+                             max_pdu=net.max_pdu, ext_neg=ext_neg or None, tls_args=tls_args)
+    finally:
+        PYNETDICOM_LOGGER.removeHandler(errors)
+    if not assoc.is_established:
+        return None, _failed_association(request, assoc, errors.lines)
+    return assoc, None
+
+
+class FindQuery:
+    """One C-FIND: iterate ``events()``; ``cancel()`` from any thread."""
+
+    POLL = 0.1
+
+    def __init__(self, request: FindRequest) -> None:
+        self.request = request
+        self._cancel = threading.Event()
+        self.pending_count = 0
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def events(self) -> Iterator[Event]:
+        req = self.request
+        sop_class = req.model.sop_class_uid
+        app_info = req.ext_neg.app_info(req.model)
+        ext = []
+        if app_info is not None:
+            item = SOPClassExtendedNegotiation()
+            item.sop_class_uid = sop_class
+            item.service_class_application_information = app_info
+            ext.append(item)
+
+        assoc, failed = _associate(req, [sop_class], ext)
+        if failed:
+            yield failed
+            return
+        try:
+            cx = next((c for c in assoc.accepted_contexts if c.abstract_syntax == sop_class), None)
+            if cx is None:
+                assoc.release()
+                yield AssociationFailed(
+                    "no-context",
+                    f"the SCP accepted the association but not {req.model.label} C-FIND with "
+                    f"any proposed transfer syntax; try another model or --transfer-syntax")
+                return
+            ts = UID(cx.transfer_syntax[0])
+            yield Associated(
+                transfer_syntax=ts,
+                ext_neg_sent=app_info,
+                ext_neg_reply=assoc.acceptor.sop_class_extended.get(sop_class),
+                peer_max_pdu=assoc.acceptor.maximum_length,
+            )
+            yield from self._find(assoc, cx, ts)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+            # A release that the peer never answers must not leave the reactor hanging.
+            assoc._reactor_checkpoint.set()
+
+    def _find(self, assoc, cx, ts: UID) -> Iterator[Event]:
+        req = self.request
+        msg_id = 1
+        # send_c_find encodes and sends at once; its response generator is never started.
+        assoc.send_c_find(req.identifier, req.model.sop_class_uid, msg_id=msg_id,
+                          priority=req.priority)
+        msg_queue = assoc.dimse.msg_queue
+        dimse_timeout = req.network.dimse_timeout
+        last_message = time.monotonic()
+        cancel_deadline: float | None = None
+        pending = 0
+        try:
+            while True:
+                if cancel_deadline is None and (
+                    self._cancel.is_set()
+                    or (req.cancel_after is not None and pending >= req.cancel_after)
+                ):
+                    self._cancel.set()
+                    assoc.send_c_cancel(msg_id, cx.context_id)
+                    cancel_deadline = time.monotonic() + req.cancel_grace
+                    yield CancelSent(after=pending)
+                try:
+                    _, rsp = msg_queue.get(timeout=self.POLL)
+                except queue.Empty:
+                    now = time.monotonic()
+                    if cancel_deadline is not None and now > cancel_deadline:
+                        assoc.abort()
+                        yield Fault("cancel-timeout",
+                                    f"no final status within {req.cancel_grace:g} s of C-CANCEL; "
+                                    f"association aborted after {pending} responses")
+                        return
+                    if now - last_message > dimse_timeout:
+                        assoc.abort()
+                        yield Fault("timeout",
+                                    f"no response within the DIMSE timeout ({dimse_timeout:g} s, -td) "
+                                    f"after {pending} responses; association aborted")
+                        return
+                    continue
+                last_message = time.monotonic()
+                if rsp is None:
+                    yield Fault("aborted", _abort_message(assoc, pending))
+                    return
+                if not isinstance(rsp, C_FIND) or not rsp.is_valid_response:
+                    assoc.abort()
+                    yield Fault("protocol",
+                                f"the peer sent an unexpected {type(rsp).__name__.replace('_', '-')} "
+                                f"message after {pending} responses; association aborted")
+                    return
+                status = rsp.Status
+                if is_pending(status):
+                    pending += 1
+                    self.pending_count = pending
+                    ident = rsp.Identifier
+                    raw = ident.getvalue() if ident is not None else b""
+                    yield Pending(index=pending, status=status, raw=raw,
+                                  transfer_syntax=ts)
+                    continue
+                yield self._final(rsp, ts)
+                return
+        finally:
+            assoc._reactor_checkpoint.set()
+
+    def _final(self, rsp, ts: UID) -> Final:
+        identifier = None
+        if rsp.Identifier is not None:
+            raw = rsp.Identifier.getvalue()
+            if raw:
+                try:
+                    identifier = decode(BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian,
+                                        ts.is_deflated)
+                except Exception:
+                    identifier = None
+        offending = rsp.OffendingElement
+        if offending is not None:
+            offending = tuple(offending) if isinstance(offending, (list, tuple)) else (offending,)
+        return Final(
+            status=rsp.Status,
+            error_comment=rsp.ErrorComment or None,
+            offending_element=offending,
+            identifier=identifier,
+            cancel_requested=self._cancel.is_set(),
+        )
+
+
+def _abort_message(assoc, pending: int) -> str:
+    if assoc.acse.is_aborted("a-abort"):
+        return f"the peer aborted the association (A-ABORT) after {pending} responses"
+    return f"the connection closed unexpectedly after {pending} responses"
+
+
+def run_find(request: FindRequest) -> Iterator[Event]:
+    """Convenience: the events of one C-FIND."""
+    return FindQuery(request).events()
+
+
+@dataclass(frozen=True)
+class EchoResult:
+    ok: bool
+    message: str
+    status: int | None = None
+
+
+def echo(request: FindRequest) -> EchoResult:
+    """C-ECHO (verification) against the request's node."""
+    probe = FindRequest(network=request.network, identifier=Dataset(),
+                        transfer_syntaxes=request.transfer_syntaxes)
+    assoc, failed = _associate(probe, [Verification])
+    if failed:
+        return EchoResult(False, failed.message)
+    try:
+        status = assoc.send_c_echo()
+        code = getattr(status, "Status", None)
+        if code is None:
+            return EchoResult(False, "no C-ECHO response (timeout or abort)")
+        return EchoResult(code == 0, f"C-ECHO: 0x{code:04X} ({status_name(code)})", code)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+__all__ = [
+    "Associated", "AssociationFailed", "CancelSent", "EchoResult", "Event", "Fault", "Final",
+    "FindQuery", "FindRequest", "IdentifierDecodeError", "Network", "Pending", "TLSOptions",
+    "echo", "run_find",
+]
