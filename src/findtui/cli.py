@@ -261,7 +261,8 @@ def run_batch(args: argparse.Namespace) -> int:
                     except OSError as exc:
                         raise output.OutputError(
                             f"cannot open {args.output!r}: {exc.strerror or exc}") from None
-                table_writer = output.make_writer(args.output_format, stream, identifier)
+                table_writer = output.make_writer(
+                    args.output_format, stream, output.table_columns(identifier, args.keyword))
         except output.OutputError as exc:
             LOG.error(str(exc))
             return ExitCode.OUTPUT
@@ -320,7 +321,7 @@ def run_batch(args: argparse.Namespace) -> int:
                         log(line)
                     if event.category == "failure":
                         code = ExitCode.FAILURE_STATUS
-                    elif event.category == "cancel" or event.cancel_requested:
+                    elif event.category == "cancel":
                         code = ExitCode.CANCELLED
                 elif isinstance(event, AssociationFailed):
                     LOG.error(event.message)

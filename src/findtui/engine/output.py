@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -19,10 +19,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, generate_uid
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
-from pynetdicom.utils import pretty_dataset
+from pynetdicom.dsutils import pretty_dataset
 
 from findtui import __version__
-from findtui.engine.keys import column_paths, value_at
+from findtui.engine.keys import KeyPathError, column_paths, parse_key, value_at
 from findtui.engine.query import Final, Pending
 
 IMPLEMENTATION_VERSION_NAME = f"FINDTUI_{__version__}"[:16]
@@ -101,16 +101,36 @@ class ResponseFileWriter:
         return path
 
 
-def csv_header(request_identifier: Dataset) -> list[str]:
-    return column_paths(request_identifier)
+def table_columns(request_identifier: Dataset, keys: Sequence[str] = ()) -> list[str]:
+    """The result columns: the identifier's leaf paths, in the order the -k keys named them.
+
+    Columns no key names (those from an -f file) keep dataset order, after the named ones.
+    """
+    columns = column_paths(request_identifier)
+    named: list[str] = []
+    for key in keys:
+        try:
+            parsed = parse_key(key)
+        except KeyPathError:
+            continue
+        named.append(".".join(
+            p.name + ("" if p.index is None else f"[{p.index}]") for p in parsed.path))
+
+    def rank(column: str) -> int:
+        for i, name in enumerate(named):
+            if column == name or column.startswith((name + ".", name + "[")):
+                return i
+        return len(named)
+
+    return sorted(columns, key=rank)  # stable: ties keep dataset order
 
 
 class CsvWriter:
     """CSV of the requested keys, in request order; multi-values joined with '\\'."""
 
-    def __init__(self, stream: IO[str], request_identifier: Dataset) -> None:
+    def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
         self.stream = stream
-        self.columns = csv_header(request_identifier)
+        self.columns = list(columns)
         self._csv = csv.writer(stream, lineterminator="\n")
         self._csv.writerow(self.columns)
         stream.flush()
@@ -150,9 +170,9 @@ class JsonWriter:
         self.stream.flush()
 
 
-def make_writer(fmt: str, stream: IO[str], request_identifier: Dataset):
+def make_writer(fmt: str, stream: IO[str], columns: Sequence[str]):
     if fmt == "csv":
-        return CsvWriter(stream, request_identifier)
+        return CsvWriter(stream, columns)
     if fmt in ("json", "jsonl"):
         return JsonWriter(stream, lines=(fmt == "jsonl"))
     raise ValueError(fmt)
