@@ -1,0 +1,779 @@
+"""A virtualised, streaming table for C-FIND responses.
+
+Only the visible lines are ever rendered (Textual's Line API), so the cost of a
+frame depends on the terminal size, never on the number of rows.
+
+Design, in short:
+
+* Rows are kept as a list of tuples of display strings, in the order they
+  arrived (the *source* order; a row's position there is its *source index*).
+* What is shown is a list of source indices, ``_order``; ``None`` stands for
+  "every row, in arrival order" so the common case (no sort, no filter) costs
+  nothing per appended row.
+* Filter: a lower-cased "haystack" string per row is built the first time a
+  filter is set and then kept up to date on append, so each keystroke is one
+  C-speed scan; narrowing a filter only scans the rows currently shown.
+* Sort: one column, ties keep arrival order. The sort keys (plain strings, see
+  `sort_key`) of the sorted column are cached per row. Rows that arrive while
+  sorted wait in ``_pending`` and are merged in at most every ``MERGE_DELAY``
+  seconds (at once while the table is small, or when something asks for the
+  displayed order); a merge is one Timsort pass over two sorted runs, O(n) in C
+  (a few ms at 100k rows), never a full re-sort per batch.
+* The cursor sticks to its row (source index), not to a screen position: rows
+  merged in above it shift the view with it so nothing jumps under the user.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import ClassVar
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.timer import Timer
+
+__all__ = ["ResultsTable", "short_label", "sort_key", "visible"]
+
+MAX_COLUMN_WIDTH = 40
+"""Columns never grow wider than this many cells; longer values end in '…'."""
+
+SAMPLE_ROWS = 200
+"""Column widths are measured on the first rows that arrive plus every row drawn."""
+
+MERGE_DELAY = 0.1
+"""While sorted, streamed rows are merged into the sorted order at most this often."""
+
+IMMEDIATE_MERGE_ROWS = 10_000
+"""Below this many shown rows a merge is cheap (< 1 ms), so it happens at once."""
+
+# C0, DEL, C1, every format (Cf) character — bidi embeddings/overrides/isolates and
+# marks, zero-width characters, BOM, tags — line/paragraph separators, surrogates.
+_UNSAFE = (
+    "\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\ud800-\udfff"
+)
+_unsafe_search = re.compile(f"[{_UNSAFE}]").search
+_unsafe_sub = re.compile(f"[{_UNSAFE}]").sub
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # Control Pictures: ESC -> ␛, BEL -> ␇, LF -> ␊
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    return f"<U+{code:04X}>"
+
+
+def visible(text: str) -> str:
+    """Return `text` safe to write to a terminal, with every control made visible.
+
+    C0 controls and DEL become their Unicode Control Pictures (``"\\x1b"`` ->
+    ``"␛"``); C1 controls, bidi overrides/isolates/marks, other invisible format
+    characters, line/paragraph separators and lone surrogates become ``<U+XXXX>``.
+    Everything else, including wide characters and ``[markup]``, is unchanged.
+    """
+    if _unsafe_search(text) is None:
+        return text
+    return _unsafe_sub(_escape, text)
+
+
+def sort_key(value: str) -> str:
+    """The sort key of one cell: numbers (all ASCII digits) first, in numeric order,
+    then text, case-insensitively.
+
+    Keys are plain strings (length-prefixed digits for numbers), which Python
+    compares several times faster than tuples.
+    """
+    stripped = value.strip()
+    if stripped.isascii() and stripped.isdigit():
+        digits = stripped.lstrip("0") or "0"
+        return f"\x00{len(digits):06d}{digits}"
+    return "\x01" + value.casefold()
+
+
+def short_label(path: str) -> str:
+    """The last component of a key path.
+
+    'ScheduledProcedureStepSequence[0].Modality' -> 'Modality'.
+    """
+    return path.rsplit(".", 1)[-1] or path
+
+
+def _fit(text: str, width: int) -> str:
+    """Pad or truncate (with an ellipsis) `text` to exactly `width` cells."""
+    length = cell_len(text)
+    if length <= width:
+        return text + " " * (width - length)
+    return set_cell_size(text, width - 1) + "…"
+
+
+@lru_cache(maxsize=256)
+def _column_meta(column: int) -> Style:
+    return Style.from_meta({"column": column})
+
+
+class ResultsTable(ScrollView, can_focus=True):
+    """A read-only table of C-FIND matches that takes rows as they stream in.
+
+    Rows are sequences of display strings, one per column. They are shown as
+    plain text (no markup) with control characters made visible.
+    """
+
+    ALLOW_MAXIMIZE = True
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "results-table--header",
+        "results-table--cursor",
+    }
+
+    DEFAULT_CSS = """
+    ResultsTable {
+        height: 1fr;
+        background: $surface;
+        color: $foreground;
+        & > .results-table--header {
+            background: $panel;
+            color: $foreground;
+            text-style: bold;
+        }
+        &:ansi > .results-table--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .results-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        /* ansi themes have no blurred cursor colour: keep the row visible */
+        &:ansi > .results-table--cursor {
+            text-style: underline;
+        }
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .results-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+        }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_row", "Detail", id="results.select"),
+        Binding("s", "sort_next", "Sort", id="results.sort"),
+        Binding("S", "sort_reverse", "Reverse", id="results.sort_reverse"),
+        Binding("up", "cursor_up", "Up", show=False, id="results.cursor_up"),
+        Binding("down", "cursor_down", "Down", show=False, id="results.cursor_down"),
+        Binding("pageup", "cursor_page_up", "Page up", show=False, id="results.page_up"),
+        Binding(
+            "pagedown", "cursor_page_down", "Page down", show=False, id="results.page_down"
+        ),
+        Binding("home", "cursor_first", "First row", show=False, id="results.first"),
+        Binding("end", "cursor_last", "Last row", show=False, id="results.last"),
+        Binding(
+            "left", "scroll_column_left", "Scroll left", show=False, id="results.scroll_left"
+        ),
+        Binding(
+            "right",
+            "scroll_column_right",
+            "Scroll right",
+            show=False,
+            id="results.scroll_right",
+        ),
+    ]
+
+    class RowSelected(Message):
+        """Enter (or a double click) on a row."""
+
+        def __init__(self, results_table: ResultsTable, source_index: int) -> None:
+            super().__init__()
+            self.results_table = results_table
+            self.source_index = source_index
+            """Index of the row in arrival order (as passed to `add_rows`)."""
+
+        @property
+        def control(self) -> ResultsTable:
+            return self.results_table
+
+    class CursorMoved(Message):
+        """The row under the cursor changed."""
+
+        def __init__(self, results_table: ResultsTable, source_index: int) -> None:
+            super().__init__()
+            self.results_table = results_table
+            self.source_index = source_index
+            """Index of the row in arrival order (as passed to `add_rows`)."""
+
+        @property
+        def control(self) -> ResultsTable:
+            return self.results_table
+
+    def __init__(
+        self,
+        columns: Sequence[str] = (),
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        self._columns: tuple[str, ...] = ()
+        self._labels: list[str] = []
+        self._header_widths: list[int] = []
+        self._widths: list[int] = []
+        self._offsets: list[int] = []
+        self._total_width = 0
+        self._rows: list[tuple[str, ...]] = []
+        self._order: list[int] | None = None
+        self._pending: list[int] = []
+        self._sort_column: int | None = None
+        self._sort_reverse = False
+        self._sort_keys: list[str] | None = None
+        self._filter = ""
+        self._filter_text = ""
+        self._haystack: list[str] | None = None
+        self._cursor_row = 0
+        self._cursor_source: int | None = None
+        self._cursor_pinned = False
+        self._merge_timer: Timer | None = None
+        self._strip_cache: LRUCache[tuple[int, bool], Strip] = LRUCache(256)
+        self._styles: tuple[Style, Style, Style] | None = None
+        self.set_columns(columns)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The full column labels (key paths), as given to `set_columns`."""
+        return self._columns
+
+    @property
+    def column_labels(self) -> list[str]:
+        """The labels shown in the header (last key path component, made visible)."""
+        return list(self._labels)
+
+    @property
+    def column_widths(self) -> list[int]:
+        """The current width of each column, in cells, without padding."""
+        return list(self._widths)
+
+    @property
+    def total_count(self) -> int:
+        """Number of rows received (since the last `clear`)."""
+        return len(self._rows)
+
+    @property
+    def displayed_count(self) -> int:
+        """Number of rows that pass the filter (shown, or about to be merged in)."""
+        return self._shown_count() + len(self._pending)
+
+    @property
+    def sort_column(self) -> int | None:
+        """The column the rows are sorted by, or None for arrival order."""
+        return self._sort_column
+
+    @property
+    def sort_reverse(self) -> bool:
+        """True if sorted in descending order."""
+        return self._sort_reverse
+
+    @property
+    def filter_text(self) -> str:
+        """The current filter, as given to `set_filter`."""
+        return self._filter_text
+
+    @property
+    def cursor_row(self) -> int:
+        """Cursor position in the displayed order (0 when nothing is shown)."""
+        self._merge_pending()
+        return self._cursor_row
+
+    @cursor_row.setter
+    def cursor_row(self, row: int) -> None:
+        self.move_cursor(row)
+
+    @property
+    def cursor_source_index(self) -> int | None:
+        """Arrival index of the row under the cursor, or None when nothing is shown."""
+        self._merge_pending()
+        return self._cursor_source
+
+    def get_row(self, source_index: int) -> tuple[str, ...]:
+        """The row with this arrival index, as it was added."""
+        return self._rows[source_index]
+
+    def displayed_source_indices(self) -> list[int]:
+        """Arrival indices of the shown rows, in display order (e.g. for export)."""
+        self._merge_pending()
+        if self._order is None:
+            return list(range(len(self._rows)))
+        return list(self._order)
+
+    def set_columns(self, labels: Iterable[str]) -> None:
+        """Set the columns (full key paths) and remove every row. Resets the sort."""
+        self._columns = tuple(labels)
+        self._labels = [visible(short_label(label)) for label in self._columns]
+        # Room for the sort indicator (" ▲") so sorting never shifts the layout.
+        self._header_widths = [
+            min(MAX_COLUMN_WIDTH, max(1, cell_len(label) + 2)) for label in self._labels
+        ]
+        self._sort_column = None
+        self._sort_reverse = False
+        self.clear()
+
+    def clear(self) -> None:
+        """Remove every row. Columns, filter and sort column are kept."""
+        self._stop_merge_timer()
+        self._rows = []
+        self._pending = []
+        self._sort_keys = [] if self._sort_column is not None else None
+        self._haystack = [] if self._filter else None
+        self._order = [] if (self._filter or self._sort_column is not None) else None
+        self._widths = list(self._header_widths)
+        self._layout_columns()
+        self._cursor_row = 0
+        self._cursor_source = None
+        self._cursor_pinned = False
+        self._strip_cache.clear()
+        self._update_virtual_size()
+        if self.is_mounted:
+            self.scroll_to(0, 0, animate=False, force=True)
+        self.refresh()
+
+    def add_rows(self, rows: Sequence[Sequence[str]]) -> None:
+        """Append rows of display strings. Amortised O(len(rows)), whatever the row count."""
+        if not rows:
+            return
+        start = len(self._rows)
+        shown_before = self._shown_count()
+        new_rows = list(map(tuple, rows))
+        self._rows.extend(new_rows)
+        end = len(self._rows)
+
+        if start < SAMPLE_ROWS and self._measure(new_rows[: SAMPLE_ROWS - start]):
+            self._layout_columns()
+            self._strip_cache.clear()
+            self.refresh()
+
+        matches: Iterable[int] = range(start, end)
+        if self._haystack is not None:
+            self._haystack.extend(map(self._haystack_of, new_rows))
+            if self._filter:
+                haystack, needle = self._haystack, self._filter
+                matches = [i for i in range(start, end) if needle in haystack[i]]
+        if self._sort_keys is not None:
+            column = self._sort_column
+            self._sort_keys.extend(
+                sort_key(row[column]) if column < len(row) else sort_key("")
+                for row in new_rows
+            )
+
+        if self._sort_column is not None:
+            self._pending.extend(matches)
+            if self._pending:
+                self._schedule_merge()
+            return
+        if self._order is not None:
+            self._order.extend(matches)
+        self._rows_appended(shown_before)
+
+    def sort_by(self, column: int | None, reverse: bool = False) -> None:
+        """Sort by one column (ties keep arrival order); None restores arrival order."""
+        if column is not None and not 0 <= column < len(self._columns):
+            raise IndexError(f"no column {column}")
+        if column is not None and column != self._sort_column:
+            self._sort_keys = [
+                sort_key(row[column]) if column < len(row) else sort_key("")
+                for row in self._rows
+            ]
+        elif column is None:
+            self._sort_keys = None
+        self._sort_column = column
+        self._sort_reverse = reverse if column is not None else False
+        self._rebuild_order()
+
+    def set_filter(self, text: str) -> None:
+        """Show only rows where some cell contains `text` (case-insensitive); '' shows all."""
+        needle = text.lower()
+        self._filter_text = text
+        if needle == self._filter:
+            return
+        previous, self._filter = self._filter, needle
+        if needle and self._haystack is None:
+            self._haystack = list(map(self._haystack_of, self._rows))
+        if needle and previous and previous in needle:
+            # Narrowing: only the rows shown can still match, and their order holds.
+            self._merge_pending()
+            haystack = self._haystack
+            assert haystack is not None
+            current = self._order if self._order is not None else range(len(self._rows))
+            self._order = [i for i in current if needle in haystack[i]]
+            self._reordered(keep_view=False)
+        else:
+            self._rebuild_order()
+
+    def move_cursor(self, row: int) -> None:
+        """Move the cursor to a position in the displayed order and scroll it into view."""
+        self._merge_pending()
+        self._cursor_pinned = True
+        self._set_cursor(row)
+        self._scroll_cursor_into_view()
+
+    # -------------------------------------------------------------------- actions
+
+    def action_select_row(self) -> None:
+        source = self.cursor_source_index
+        if source is not None:
+            self.post_message(self.RowSelected(self, source))
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_cursor_page_up(self) -> None:
+        self._page(-1)
+
+    def action_cursor_page_down(self) -> None:
+        self._page(+1)
+
+    def action_cursor_first(self) -> None:
+        self.move_cursor(0)
+
+    def action_cursor_last(self) -> None:
+        self.move_cursor(self._shown_count() + len(self._pending) - 1)
+
+    def action_scroll_column_right(self) -> None:
+        x = int(self.scroll_x)
+        index = bisect_right(self._offsets, x)
+        target = self._offsets[index] if index < len(self._offsets) else self.max_scroll_x
+        self.scroll_to(x=min(target, self.max_scroll_x), animate=False, force=True)
+
+    def action_scroll_column_left(self) -> None:
+        x = int(self.scroll_x)
+        index = bisect_right(self._offsets, x - 1) - 1
+        target = self._offsets[index] if index >= 0 else 0
+        self.scroll_to(x=target, animate=False, force=True)
+
+    def action_sort_next(self) -> None:
+        """Cycle: arrival order -> column 0 ▲ -> column 1 ▲ -> … -> arrival order."""
+        if not self._columns:
+            return
+        if self._sort_column is None:
+            self.sort_by(0)
+        elif self._sort_column + 1 < len(self._columns):
+            self.sort_by(self._sort_column + 1)
+        else:
+            self.sort_by(None)
+
+    def action_sort_reverse(self) -> None:
+        """Flip the direction of the current sort (sorting by column 0 if unsorted)."""
+        if not self._columns:
+            return
+        if self._sort_column is None:
+            self.sort_by(0, reverse=True)
+        else:
+            self.sort_by(self._sort_column, reverse=not self._sort_reverse)
+
+    # ---------------------------------------------------------------------- mouse
+
+    def _on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            column = self._column_at(offset.x + int(self.scroll_x))
+            if column is not None:
+                same = column == self._sort_column
+                self.sort_by(column, reverse=same and not self._sort_reverse)
+            return
+        row = int(self.scroll_y) + offset.y - 1
+        if 0 <= row < self._shown_count():
+            if event.chain >= 2 and row == self._cursor_row:
+                self.action_select_row()
+            else:
+                self.move_cursor(row)
+
+    def _on_mouse_move(self, event: events.MouseMove) -> None:
+        offset = event.get_content_offset(self)
+        tooltip = None
+        if offset is not None and offset.y == 0:
+            column = self._column_at(offset.x + int(self.scroll_x))
+            if column is not None and self._columns[column] != self._labels[column]:
+                tooltip = visible(self._columns[column])
+        if self.tooltip != tooltip:
+            self.tooltip = tooltip
+
+    # ------------------------------------------------------------------ rendering
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = None
+        self._strip_cache.clear()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        styles = (
+            self.rich_style,
+            self.get_component_rich_style("results-table--header"),
+            self.get_component_rich_style("results-table--cursor"),
+        )
+        if styles != self._styles:
+            self._styles = styles
+            self._strip_cache.clear()
+        # Widen columns for the rows about to be drawn, before drawing any of them.
+        top = int(self.scroll_y)
+        bottom = min(self._shown_count(), top + self._body_height())
+        drawn = [self._rows[self._source_at(i)] for i in range(top, bottom)]
+        if self._measure(drawn):
+            self._layout_columns()
+            self._strip_cache.clear()
+            self.refresh()
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        base, header, cursor = self._styles or (self.rich_style, Style(), Style())
+        if y == 0:
+            return self._header_strip(header).crop_extend(scroll_x, scroll_x + width, header)
+        row = scroll_y + y - 1
+        if row >= self._shown_count():
+            return Strip.blank(width, base)
+        is_cursor = row == self._cursor_row
+        style = cursor if is_cursor else base
+        strip = self._row_strip(self._source_at(row), is_cursor, style)
+        return strip.crop_extend(scroll_x, scroll_x + width, style)
+
+    def _header_strip(self, style: Style) -> Strip:
+        segments = []
+        for column, (label, width) in enumerate(zip(self._labels, self._widths)):
+            if column == self._sort_column:
+                arrow = "▼" if self._sort_reverse else "▲"
+                text = f" {_fit(label, max(1, width - 2))} {arrow} "
+            else:
+                text = f" {_fit(label, width)} "
+            segments.append(Segment(text, style + _column_meta(column)))
+        return Strip(segments, self._total_width)
+
+    def _row_strip(self, source: int, is_cursor: bool, style: Style) -> Strip:
+        key = (source, is_cursor)
+        strip = self._strip_cache.get(key)
+        if strip is None:
+            row = self._rows[source]
+            cells = len(row)
+            # One segment a cell, kept apart by its meta, so that exports (SVG) place
+            # each cell at its own offset whatever the font makes of wide characters.
+            strip = Strip(
+                [
+                    Segment(
+                        f" {_fit(visible(row[column]) if column < cells else '', width)} ",
+                        style + _column_meta(column),
+                    )
+                    for column, width in enumerate(self._widths)
+                ],
+                self._total_width,
+            )
+            self._strip_cache.set(key, strip)
+        return strip
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _haystack_of(row: tuple[str, ...]) -> str:
+        # NUL separates cells so a filter cannot match across two of them.
+        return "\x00".join(row).lower()
+
+    def _shown_count(self) -> int:
+        return len(self._rows) if self._order is None else len(self._order)
+
+    def _source_at(self, row: int) -> int:
+        return row if self._order is None else self._order[row]
+
+    def _row_of(self, source: int) -> int | None:
+        if self._order is None:
+            return source if source < len(self._rows) else None
+        try:
+            return self._order.index(source)
+        except ValueError:
+            return None
+
+    def _body_height(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _column_at(self, x: int) -> int | None:
+        index = bisect_right(self._offsets, x) - 1
+        if 0 <= index < len(self._widths) and x < self._total_width:
+            return index
+        return None
+
+    def _measure(self, rows: Iterable[tuple[str, ...]]) -> bool:
+        """Widen columns to fit `rows` (capped); True if any column grew."""
+        widths = self._widths
+        count = len(widths)
+        grew = False
+        for row in rows:
+            for column, value in enumerate(row[:count]):
+                if len(value) > widths[column] or not value.isascii():
+                    length = min(MAX_COLUMN_WIDTH, cell_len(visible(value)))
+                    if length > widths[column]:
+                        widths[column] = length
+                        grew = True
+        return grew
+
+    def _layout_columns(self) -> None:
+        offsets, x = [], 0
+        for width in self._widths:
+            offsets.append(x)
+            x += width + 2
+        self._offsets = offsets
+        self._total_width = x
+        self._update_virtual_size()
+
+    def _update_virtual_size(self) -> None:
+        size = Size(self._total_width, self._shown_count() + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
+
+    def _rows_appended(self, shown_before: int) -> None:
+        """Rows were added at the end of the displayed order."""
+        shown = self._shown_count()
+        if shown == shown_before:
+            return
+        self._update_virtual_size()
+        top = int(self.scroll_y)
+        bottom = top + self._body_height()
+        if shown_before < bottom:
+            self.refresh_lines(shown_before + 1, min(shown, bottom) - shown_before)
+        if self._cursor_source is None:
+            self._set_cursor(0)
+
+    def _set_cursor(self, row: int) -> None:
+        """Put the cursor on a displayed row (clamped); post CursorMoved if its row changed."""
+        shown = self._shown_count()
+        old_row = self._cursor_row
+        row = max(0, min(row, shown - 1))
+        source = self._source_at(row) if shown else None
+        self._cursor_row = row
+        self._refresh_row(old_row)
+        self._refresh_row(row)
+        if source != self._cursor_source:
+            self._cursor_source = source
+            if source is not None:
+                self.post_message(self.CursorMoved(self, source))
+
+    def _refresh_row(self, row: int) -> None:
+        top = int(self.scroll_y)
+        if top <= row < top + self._body_height():
+            self.refresh_lines(row + 1, 1)
+
+    def _scroll_cursor_into_view(self) -> None:
+        top = int(self.scroll_y)
+        body = self._body_height()
+        row = self._cursor_row
+        if row < top:
+            self.scroll_to(y=row, animate=False, force=True)
+        elif row >= top + body:
+            self.scroll_to(y=row - body + 1, animate=False, force=True)
+
+    def _page(self, direction: int) -> None:
+        body = self._body_height()
+        self._merge_pending()
+        screen_line = self._cursor_row - int(self.scroll_y)
+        self._cursor_pinned = True
+        self._set_cursor(self._cursor_row + direction * body)
+        if 0 <= screen_line < body:
+            # Keep the cursor on the same screen line, like a pager.
+            self.scroll_to(y=self._cursor_row - screen_line, animate=False, force=True)
+        self._scroll_cursor_into_view()
+
+    def _rebuild_order(self) -> None:
+        """Recompute the displayed order from scratch (sort or filter changed)."""
+        self._stop_merge_timer()
+        self._pending = []
+        count = len(self._rows)
+        sources: Iterable[int] = range(count)
+        if self._filter:
+            haystack, needle = self._haystack, self._filter
+            assert haystack is not None
+            sources = [i for i in range(count) if needle in haystack[i]]
+        if self._sort_column is not None:
+            assert self._sort_keys is not None
+            self._order = sorted(
+                sources, key=self._sort_keys.__getitem__, reverse=self._sort_reverse
+            )
+        elif self._filter:
+            self._order = list(sources)
+        else:
+            self._order = None
+        self._reordered(keep_view=False)
+
+    def _schedule_merge(self) -> None:
+        if self._shown_count() + len(self._pending) <= IMMEDIATE_MERGE_ROWS or not (
+            self.is_mounted
+        ):
+            self._merge_pending()
+        elif self._merge_timer is None:
+            self._merge_timer = self.set_timer(MERGE_DELAY, self._merge_pending)
+
+    def _stop_merge_timer(self) -> None:
+        if self._merge_timer is not None:
+            self._merge_timer.stop()
+            self._merge_timer = None
+
+    def _merge_pending(self) -> None:
+        """Merge rows that arrived while sorted into the sorted order."""
+        self._stop_merge_timer()
+        if not self._pending:
+            return
+        assert self._order is not None and self._sort_keys is not None
+        # Two sorted runs (the pending batch sorts itself): Timsort merges in O(n).
+        self._order = sorted(
+            self._order + self._pending,
+            key=self._sort_keys.__getitem__,
+            reverse=self._sort_reverse,
+        )
+        self._pending = []
+        self._reordered(keep_view=True)
+
+    def _reordered(self, keep_view: bool) -> None:
+        """The displayed order changed: keep the cursor on its row and the view steady."""
+        old_row = self._cursor_row
+        top = int(self.scroll_y)
+        cursor_on_screen = top <= old_row < top + self._body_height()
+        self._strip_cache.clear()
+        self._update_virtual_size()
+        self.refresh()
+        row: int | None = None
+        if self._cursor_pinned and self._cursor_source is not None:
+            row = self._row_of(self._cursor_source)
+        if row is None:
+            # Unpinned, or the cursor's row is filtered out: back to the top.
+            self._cursor_pinned = self._cursor_pinned and keep_view
+            self._set_cursor(0)
+            if not keep_view:
+                self.scroll_to(y=0, animate=False, force=True)
+            return
+        self._set_cursor(row)
+        if keep_view and cursor_on_screen:
+            self.scroll_to(y=max(0, top + row - old_row), animate=False, force=True)
+        else:
+            self._scroll_cursor_into_view()
