@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "lines; 'log' (default) writes none")
     out.add_argument("--output", metavar="FILE", help="write --output-format here, not stdout")
     out.add_argument("--batch", action="store_true", help="run the query headless and exit")
+    out.add_argument("--demo", action="store_true",
+                     help="start the embedded demo SCP and open the terminal UI on it")
     return p
 
 
@@ -346,6 +348,30 @@ def run_batch(args: argparse.Namespace) -> int:
         return code
 
 
+def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`findtui`, `findtui --demo`, or `findtui addr port -k ...` with the form filled."""
+    from findtui.engine.keys import KeyPathError, QueryFileError, build_identifier
+
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        parser.error("the terminal UI needs a terminal; add --batch to run the query headless")
+    request = None
+    if args.addr is not None or args.keyword or args.file:
+        if args.addr is None or args.port is None:
+            parser.error("give both the address and the port of the peer")
+        try:
+            identifier = build_identifier(args.keyword, args.file)
+        except (KeyPathError, QueryFileError) as exc:
+            print(f"findtui: {exc}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        request = request_from_args(args, identifier)
+    # The TUI shows its own log pane; nothing may write to the terminal under it.
+    setup_logging("q", None)
+    from findtui.app import make_app
+
+    make_app(request, demo=args.demo).run()
+    return ExitCode.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -358,9 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_type, args.log_level)
     if not args.batch:
-        print("findtui: the terminal UI is not built yet; add --batch to run the query headless",
-              file=sys.stderr)
-        return ExitCode.USAGE
+        return run_tui(parser, args)
     _validate(parser, args)
     try:
         return int(run_batch(args))
