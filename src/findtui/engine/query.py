@@ -25,7 +25,7 @@ from pydicom.uid import UID
 from pynetdicom import AE, _config
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import decode
-from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+from pynetdicom.pdu_primitives import A_ASSOCIATE, SOPClassExtendedNegotiation
 from pynetdicom.sop_class import Verification
 
 from findtui.engine.models import (
@@ -214,8 +214,24 @@ def _make_ae(request: FindRequest, abstract_syntaxes: list[UID]) -> AE:
     return ae
 
 
-def _describe_rejection(assoc) -> str:
-    prim = assoc.acceptor.primitive
+def _queued_rejection(assoc):
+    """An A-ASSOCIATE-RJ that pynetdicom received but never read.
+
+    When the peer rejects and closes the connection at once (DCMTK does), pynetdicom's
+    requestor can find the socket closed before it reads the reply
+    (``ACSE._negotiate_as_requestor``: ``if not socket._is_connected: abort``) and
+    reports an abort; the rejection is still in the DUL's queue.
+    """
+    try:
+        queued = list(assoc.dul.to_user_queue.queue)
+    except AttributeError:
+        return None
+    return next((p for p in queued
+                 if isinstance(p, A_ASSOCIATE) and getattr(p, "result", None) in (1, 2)), None)
+
+
+def _describe_rejection(assoc, prim=None) -> str:
+    prim = prim or assoc.acceptor.primitive
     result = {1: "rejected (permanent)", 2: "rejected (transient)"}.get(
         getattr(prim, "result", None), "rejected")
     source = getattr(prim, "result_source", None)
@@ -243,8 +259,9 @@ def _describe_rejection(assoc) -> str:
 def _failed_association(request: FindRequest, assoc, errors: list[str]) -> AssociationFailed:
     net = request.network
     where = f"{net.address}:{net.port}"
-    if assoc.is_rejected:
-        return AssociationFailed("rejected", f"{where}: {_describe_rejection(assoc)}")
+    rejection = None if assoc.is_rejected else _queued_rejection(assoc)
+    if assoc.is_rejected or rejection is not None:
+        return AssociationFailed("rejected", f"{where}: {_describe_rejection(assoc, rejection)}")
     detail = next((line.split(": ", 1)[1] for line in errors
                    if line.startswith("TCP Initialisation Error")), None)
     if detail:
@@ -306,6 +323,11 @@ def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None)
         PYNETDICOM_LOGGER.removeHandler(errors)
     if not assoc.is_established:
         return None, _failed_association(request, assoc, errors.lines)
+    try:
+        # pynetdicom sends a message as two small PDUs; Nagle delays each query by ~40 ms.
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
     return assoc, None
 
 
@@ -452,6 +474,9 @@ class FindQuery:
             item.service_class_application_information = app_info
             ext.append(item)
 
+        if ensure_character_set(req.identifier):
+            logging.getLogger("findtui").info(
+                "Query has non-ASCII values: added SpecificCharacterSet=ISO_IR 192")
         assoc, failed = _associate(req, [sop_class], ext)
         if failed:
             yield failed
@@ -567,6 +592,30 @@ class FindQuery:
             identifier=identifier,
             cancel_requested=self._cancel.is_set(),
         )
+
+
+def _has_non_ascii_text(ds: Dataset) -> bool:
+    for elem in ds.iterall():
+        value = elem.value
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            values = value
+        else:
+            values = (value,)
+        if any(not str(v).isascii() for v in values if not isinstance(v, (bytes, Dataset))):
+            return True
+    return False
+
+
+def ensure_character_set(identifier: Dataset) -> bool:
+    """Declare ISO_IR 192 (UTF-8) when the query has non-ASCII text and no (0008,0005).
+
+    Without it pydicom encodes e.g. 'MÜ*' in the default repertoire and PACS match nothing.
+    Returns True when it added the element.
+    """
+    if "SpecificCharacterSet" in identifier or not _has_non_ascii_text(identifier):
+        return False
+    identifier.SpecificCharacterSet = "ISO_IR 192"
+    return True
 
 
 def _abort_message(assoc, pending: int) -> str:
