@@ -1,0 +1,194 @@
+"""The export dialog (rsp*.dcm, CSV, DICOM JSON) and the writing it asks for.
+
+Nothing is ever overwritten silently: the folder is checked before the dialog
+closes (the engine's ResponseFileWriter.check / an existing file), and the
+writers open files exclusively unless "Overwrite" is ticked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+
+from findtui.engine.output import OutputError, ResponseFileWriter, make_writer, rsp_name
+from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
+
+FORMATS = {"rsp": "Response files (rsp*.dcm)", "csv": "CSV", "json": "DICOM JSON"}
+DEFAULT_NAMES = {"csv": "findtui-results.csv", "json": "findtui-results.json"}
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    kind: str  # rsp | csv | json
+    scope: str  # all | shown | selected
+    folder: Path
+    filename: str | None = None
+    overwrite: bool = False
+
+    @property
+    def target(self) -> Path:
+        return self.folder / self.filename if self.filename else self.folder
+
+
+def check_choice(choice: ExportChoice, sop_class_uid: str, selected: int | None) -> None:
+    """Raise OutputError for what would fail or overwrite, before anything is written."""
+    folder = choice.folder
+    if not folder.is_dir():
+        raise OutputError(f"folder {str(folder)!r} does not exist; create it or choose another")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"folder {str(folder)!r} is not writable; choose another")
+    if choice.kind == "rsp":
+        if choice.scope == "selected" and selected is not None:
+            path = folder / rsp_name(selected)
+            if path.exists() and not choice.overwrite:
+                raise OutputError(f"{str(path)!r} already exists; not overwritten "
+                                  "(tick Overwrite, or choose another folder)")
+            return
+        ResponseFileWriter(folder, sop_class_uid, choice.overwrite).check()
+        return
+    if not choice.filename:
+        raise OutputError("give a file name")
+    if choice.target.exists() and not choice.overwrite:
+        raise OutputError(f"{str(choice.target)!r} already exists; not overwritten "
+                          "(tick Overwrite, or choose another name)")
+
+
+def write_export(choice: ExportChoice, responses: Sequence[Pending], request: FindRequest,
+                 columns: Sequence[str]) -> str:
+    """Write the export (on a worker thread); returns what was written where.
+
+    ``responses`` should hand out Pendings that are not kept (a ResponseStore):
+    the CSV and JSON writers decode each one. ``columns``: the table's, for CSV.
+    """
+    if choice.kind == "rsp":
+        writer = ResponseFileWriter(choice.folder, request.model.sop_class_uid, choice.overwrite)
+        if choice.scope != "selected":
+            writer.check()
+        for response in responses:
+            writer.write(response)
+        written = writer.written
+        if len(written) == 1:
+            return f"Wrote {written[0].name} to {choice.folder}"
+        names = f" ({written[0].name} … {written[-1].name})" if written else ""
+        return f"Wrote {len(written):,} response files{names} to {choice.folder}"
+    mode = "w" if choice.overwrite else "x"
+    path = choice.target
+    skipped = 0
+    try:
+        with open(path, mode, encoding="utf-8", newline="") as stream:
+            writer = make_writer(choice.kind, stream, columns)
+            for response in responses:
+                try:
+                    writer.write(response)
+                except IdentifierDecodeError:
+                    skipped += 1
+            writer.close()
+    except FileExistsError:
+        raise OutputError(f"{str(path)!r} already exists; not overwritten") from None
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    what = "CSV" if choice.kind == "csv" else "DICOM JSON"
+    rows = len(responses) - skipped
+    note = f" ({skipped} undecodable left out)" if skipped else ""
+    return f"Wrote {rows:,} row{'' if rows == 1 else 's'} as {what} to {path}{note}"
+
+
+class ExportScreen(ModalScreen[ExportChoice | None]):
+    """Choose what, which rows and where; Enter/Export checks, then closes."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
+
+    def __init__(self, *, total: int, shown: int | None, selected: int | None,
+                 sop_class_uid: str, folder: Path) -> None:
+        super().__init__()
+        self.total = total
+        self.shown = shown
+        self.selected = selected
+        self.sop_class_uid = sop_class_uid
+        self.folder = folder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export-dialog") as dialog:
+            dialog.border_title = "Export results"
+            with Horizontal(classes="form-row"):
+                yield Label("What", classes="form-label")
+                with RadioSet(id="export-kind", compact=True):
+                    for i, (kind, label) in enumerate(FORMATS.items()):
+                        yield RadioButton(label, value=i == 0, name=kind, compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("Rows", classes="form-label")
+                with RadioSet(id="export-scope", compact=True):
+                    yield RadioButton(f"All {self.total:,}", value=True, name="all", compact=True)
+                    if self.shown is not None:
+                        yield RadioButton(f"Shown (filtered) {self.shown:,}", name="shown",
+                                          compact=True)
+                    if self.selected is not None:
+                        yield RadioButton(f"Selected row (response {self.selected})",
+                                          name="selected", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("Folder", classes="form-label")
+                yield Input(str(self.folder), id="export-folder", compact=True)
+            with Horizontal(classes="form-row", id="export-file-row"):
+                yield Label("File", classes="form-label")
+                yield Input(DEFAULT_NAMES["csv"], id="export-file", compact=True)
+            yield Checkbox("Overwrite existing files", id="export-overwrite", compact=True)
+            yield Static(id="export-error")
+            with Horizontal(classes="button-row"):
+                yield Button("Export", id="export-ok", variant="primary", compact=True)
+                yield Button("Cancel", id="export-cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self._kind_changed()
+        self.query_one("#export-kind", RadioSet).focus()
+
+    def _radio(self, wid: str) -> str:
+        pressed = self.query_one(f"#{wid}", RadioSet).pressed_button
+        return pressed.name if pressed is not None and pressed.name else ""
+
+    @on(RadioSet.Changed, "#export-kind")
+    def _kind_changed(self) -> None:
+        kind = self._radio("export-kind") or "rsp"
+        self.query_one("#export-file-row").display = kind != "rsp"
+        file_input = self.query_one("#export-file", Input)
+        if kind in DEFAULT_NAMES and file_input.value in DEFAULT_NAMES.values():
+            file_input.value = DEFAULT_NAMES[kind]
+        self.query_one("#export-error", Static).update("")
+
+    def choice(self) -> ExportChoice:
+        kind = self._radio("export-kind") or "rsp"
+        folder = Path(os.path.expanduser(self.query_one("#export-folder", Input).value.strip()
+                                         or "."))
+        filename = self.query_one("#export-file", Input).value.strip() if kind != "rsp" else None
+        return ExportChoice(kind=kind, scope=self._radio("export-scope") or "all",
+                            folder=folder, filename=filename or None,
+                            overwrite=self.query_one("#export-overwrite", Checkbox).value)
+
+    @on(Button.Pressed, "#export-ok")
+    @on(Input.Submitted)
+    def _export(self, event) -> None:
+        event.stop()
+        choice = self.choice()
+        try:
+            check_choice(choice, self.sop_class_uid, self.selected)
+        except OutputError as exc:
+            self.query_one("#export-error", Static).update(Text(str(exc)))
+            self.app.bell()
+            return
+        self.app.export_folder = choice.folder
+        self.dismiss(choice)
+
+    @on(Button.Pressed, "#export-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,874 @@
+"""The query screen: form (Query / Network / Log tabs) above the streaming results table.
+
+Layout for 80x24: a one-line breadcrumb, the tabbed form (collapsed after a
+run so the table gets the screen; F2 brings it back), the results table, a
+filter bar (on /), the status line and the footer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Input, Label, Log, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
+
+from findtui.engine import output
+from findtui.engine.keys import KeyPathError, dataset_to_keys, value_at
+from findtui.engine.models import TRANSFER_SYNTAXES, ExtendedNegotiationError, QueryModel
+from findtui.engine.query import (
+    Associated,
+    AssociationFailed,
+    CancelSent,
+    Fault,
+    Final,
+    FindQuery,
+    FindRequest,
+    IdentifierDecodeError,
+    Pending,
+    echo,
+)
+from findtui.messages import (
+    EchoFinished,
+    ExportFinished,
+    QueryAssociated,
+    QueryCancelSent,
+    QueryFinished,
+    QueryOutcome,
+    RowsReceived,
+)
+from findtui.screens.query_logic import (
+    DrillDownError,
+    RowBatcher,
+    build_request_identifier,
+    ResponseStore,
+    build_row,
+    cell_formatters,
+    compact,
+    default_keys,
+    drill_down_request,
+    next_level,
+    order_keys,
+    request_level,
+    row_title,
+    table_columns,
+)
+from findtui.widgets.key_editor import KeyEditor, is_level_key, key_identity, key_value
+from findtui.widgets.model_form import ExtNegForm, ModelForm
+from findtui.widgets.network_form import FormError, NetworkForm
+from findtui.widgets.query_helpers import QueryHelpers, modality_key_for
+from findtui.widgets.results_table import ResultsTable, visible
+from findtui.widgets.status_line import StatusLine
+
+FAILED_TITLES = {
+    "rejected": "Association rejected",
+    "unreachable": "Cannot connect",
+    "timeout": "Timed out",
+    "aborted": "Association aborted",
+    "tls": "TLS error",
+    "no-context": "No presentation context",
+}
+FAULT_TITLES = {
+    "aborted": "Connection lost",
+    "timeout": "Timed out",
+    "cancel-timeout": "Cancel (aborted)",
+    "protocol": "Protocol error",
+}
+
+
+@dataclass
+class ResultLevel:
+    """One breadcrumb level: what was asked, what came back, where the cursor was."""
+
+    request: FindRequest
+    keys: list[str]
+    columns: list[str]
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+    responses: ResponseStore = field(default_factory=ResponseStore)
+    state: str = "idle"
+    outcome: QueryOutcome | None = None
+    elapsed: float | None = None
+    cursor_row: int = 0
+    row_title: str = ""  # the row drilled into from this level
+
+
+class QueryCommands(Provider):
+    """Command palette entries for the query screen's actions."""
+
+    def _commands(self) -> list[tuple[str, object, str]]:
+        screen = self.screen
+        if not isinstance(screen, QueryScreen):
+            return []
+        return screen.palette_commands()
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+
+class QueryResults(ResultsTable):
+    """The results table with a footer that fits 80 columns (S still reverses)."""
+
+    BINDINGS = [
+        Binding("S", "sort_reverse", "Reverse", show=False, id="results.sort_reverse"),
+    ]
+
+
+class QueryScreen(Screen):
+    """Build a C-FIND, run it, browse and export the matches."""
+
+    BINDINGS = [
+        Binding("f5,ctrl+r", "run", "Run", id="query.run"),
+        Binding("escape", "cancel", "Cancel", id="query.cancel"),
+        Binding("escape", "leave_form", "Results", show=False, id="query.leave_form"),
+        Binding("f2", "toggle_form", "Form", id="query.form"),
+        Binding("f3", "toggle_log", "Log", id="query.log", show=False),
+        Binding("slash", "filter", "Filter", id="results.filter"),
+        Binding("d", "drill", "Drill", id="results.drill"),
+        Binding("backspace", "back", "Back", id="results.back"),
+        Binding("f6,ctrl+o", "export", "Export", id="query.export"),
+        Binding("f4,ctrl+t", "echo", "C-ECHO", id="query.echo", show=False),
+    ]
+
+    def __init__(self, request: FindRequest | None = None, *, run_on_start: bool = False) -> None:
+        super().__init__()
+        self._initial = request
+        self._run_on_start = run_on_start
+        self._base: FindRequest | None = request
+        self._keys_are_default = True
+        self._run_id = 0
+        self._query: FindQuery | None = None
+        self._worker: Worker | None = None
+        self._query_running = False
+        self._level: ResultLevel | None = None
+        self._stack: list[ResultLevel] = []
+        self._filter_timer: Timer | None = None
+        self._next_launch: tuple[FindRequest, list[str]] | None = None
+        self._launching = False
+        self._fresh: bool | None = None
+        # Benchmark probes (time.perf_counter()): see bench/tui_stream.py.
+        self.timings: dict[str, float] = {}
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications carry PACS and user text: never read as markup here."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # -- layout -----------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="breadcrumb")
+        with TabbedContent(id="form", initial="tab-query"):
+            with TabPane("Query", id="tab-query"):
+                with Horizontal(id="query-pane"):
+                    yield KeyEditor(id="key-editor")
+                    with Vertical(id="query-side"):
+                        yield ModelForm(id="model-form")
+                        yield QueryHelpers(id="helpers")
+                        with Horizontal(classes="button-row"):
+                            yield Button("Run (F5)", id="run", variant="primary", compact=True)
+                            yield Button("C-ECHO", id="echo", compact=True)
+            with TabPane("Network", id="tab-network"):
+                with VerticalScroll(id="network-pane"):
+                    yield NetworkForm(id="network-form")
+                    yield ExtNegForm(id="extneg-form")
+                    with Horizontal(classes="button-row"):
+                        yield Button("C-ECHO (F4)", id="echo-net", compact=True)
+            with TabPane("Log", id="tab-log"):
+                yield Log(id="log", highlight=False)
+        yield QueryResults(id="results")
+        with Horizontal(id="filter-bar"):
+            yield Label("Filter:", classes="form-label")
+            yield Input(placeholder="text in any column · Enter keeps it · Esc clears",
+                        id="filter-input", compact=True)
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._set_fresh(True)
+        self.query_one(StatusLine).show_timing = getattr(self.app, "show_timing", True)
+        self.query_one("#log", Log).can_focus = True
+        model_form = self.query_one(ModelForm)
+        self.query_one(KeyEditor).key_order = lambda keys: order_keys(
+            keys, model_form.model, model_form.level)
+        if self._initial is not None:
+            self.fill_form(self._initial)
+        else:
+            self.query_one(KeyEditor).set_keys(default_keys(QueryModel.STUDY, "STUDY"))
+            self._after_model_change(QueryModel.STUDY, "STUDY")
+        self._update_breadcrumb()
+        self.query_one("#key-input", Input).focus()
+        if self._run_on_start:
+            self.call_after_refresh(self.action_run)
+
+    # -- the form ---------------------------------------------------------
+
+    def fill_form(self, request: FindRequest) -> None:
+        """Fill every field from a FindRequest (the CLI's options, a drill-down, back)."""
+        self._base = request
+        self.query_one(NetworkForm).fill(request.network)
+        self._fill_query(request)
+
+    def _fill_query(self, request: FindRequest, keys: list[str] | None = None) -> None:
+        model = request.model
+        model_form = self.query_one(ModelForm)
+        model_form.fill(model, request_level(request.identifier))
+        self.query_one(ExtNegForm).fill(request.ext_neg, model)
+        if keys is None:
+            keys = order_keys([k for k in dataset_to_keys(request.identifier)
+                               if not is_level_key(k)], model, model_form.level)
+        self.query_one(KeyEditor).set_keys(keys)
+        self._keys_are_default = keys == default_keys(model, model_form.level)
+        self._after_model_change(model, model_form.level)
+
+    def _after_model_change(self, model: QueryModel, level: str) -> None:
+        self.query_one(QueryHelpers).set_context(model, level)
+        self.query_one(ExtNegForm).set_model(model)
+        self._reflect_modalities()
+        self._update_breadcrumb()
+
+    def _reflect_modalities(self) -> None:
+        helpers = self.query_one(QueryHelpers)
+        target = key_identity(modality_key_for(helpers.model, helpers.level) + "=")
+        values: list[str] = []
+        for key in self.query_one(KeyEditor).keys:
+            if key_identity(key) == target:
+                values = [v.strip() for v in key_value(key).split("\\") if v.strip()]
+        helpers.set_modalities(values)
+
+    def build_request(self) -> FindRequest:
+        """The request the form describes; raises FormError, KeyPathError or
+        ExtendedNegotiationError with a message for the user."""
+        network = self.query_one(NetworkForm).network()
+        model_form = self.query_one(ModelForm)
+        model, level = model_form.model, model_form.level
+        ext_neg = self.query_one(ExtNegForm).ext_neg()
+        ext_neg.validate(model)
+        identifier = build_request_identifier(model, level, self.query_one(KeyEditor).keys)
+        base = self._base
+        return FindRequest(
+            network=network, identifier=identifier, model=model, ext_neg=ext_neg,
+            transfer_syntaxes=base.transfer_syntaxes if base else TRANSFER_SYNTAXES,
+            priority=base.priority if base else 2,
+            cancel_after=base.cancel_after if base else None,
+            cancel_grace=base.cancel_grace if base else 5.0,
+        )
+
+    def _commit_typed_key(self) -> bool:
+        """A key typed but not yet entered counts: add it (False if it is bad)."""
+        error = self.query_one(KeyEditor).commit_typed()
+        if error:
+            self._show_form("tab-query")
+            self.query_one("#key-input", Input).focus()
+            self.notify(error, title="Bad key", severity="error")
+            return False
+        return True
+
+    @on(Input.Changed, "#net-called")
+    def _called_changed(self) -> None:
+        self._update_breadcrumb()
+
+    @on(ModelForm.Changed)
+    def _model_changed(self, event: ModelForm.Changed) -> None:
+        if self._keys_are_default:
+            self.query_one(KeyEditor).set_keys(default_keys(event.model, event.level))
+        else:
+            self.notify(f"Keys kept; press Defaults for the {event.level or 'worklist'} keys",
+                        timeout=3)
+        self._after_model_change(event.model, event.level)
+
+    @on(KeyEditor.Changed)
+    def _keys_changed(self, event: KeyEditor.Changed) -> None:
+        self._keys_are_default = False
+        self._reflect_modalities()
+
+    @on(KeyEditor.DefaultsRequested)
+    def _defaults(self) -> None:
+        model_form = self.query_one(ModelForm)
+        self.query_one(KeyEditor).set_keys(default_keys(model_form.model, model_form.level))
+        self._keys_are_default = True
+        self._reflect_modalities()
+
+    @on(KeyEditor.LevelRequested)
+    def _level_key(self, event: KeyEditor.LevelRequested) -> None:
+        model_form = self.query_one(ModelForm)
+        level = event.level.upper()
+        if level in model_form.model.levels:
+            model_form.fill(model_form.model, level)
+            self._after_model_change(model_form.model, level)
+            self.notify(f"QueryRetrieveLevel set to {level} (the Level select)", timeout=3)
+        else:
+            levels = ", ".join(model_form.model.levels) or "none"
+            self.notify(f"{model_form.model.label} has no level {visible(level)!r} "
+                        f"(levels: {levels})", severity="error")
+
+    @on(QueryHelpers.KeyProduced)
+    def _helper_key(self, event: QueryHelpers.KeyProduced) -> None:
+        editor = self.query_one(KeyEditor)
+        if event.edit:
+            key_input = self.query_one("#key-input", Input)
+            key_input.value = event.key
+            key_input.focus()
+            return
+        error = editor.upsert(event.key)
+        if error:
+            self.notify(error, title="Bad key", severity="error")
+
+    @on(Button.Pressed, "#run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    @on(Button.Pressed, "#echo, #echo-net")
+    def _echo_pressed(self) -> None:
+        self.action_echo()
+
+    # -- form visibility --------------------------------------------------
+
+    def _set_fresh(self, fresh: bool) -> None:
+        """Before the first run there is nothing to show: the form takes the screen."""
+        if fresh == self._fresh:
+            return
+        self._fresh = fresh
+        self.query_one(ResultsTable).display = not fresh
+        self.query_one("#form").styles.height = "1fr" if fresh else None
+
+    @property
+    def form_visible(self) -> bool:
+        return self.query_one("#form").display
+
+    def _show_form(self, tab: str | None = None) -> None:
+        form = self.query_one("#form", TabbedContent)
+        form.display = True
+        if tab:
+            form.active = tab
+        self.refresh_bindings()
+
+    def _hide_form(self) -> None:
+        # display, not a CSS class: a class change restyles the whole form subtree,
+        # a frame of ~60 ms just when a query starts.
+        self.query_one("#form").display = False
+        self.query_one(ResultsTable).focus()
+        self.refresh_bindings()
+
+    def action_toggle_form(self) -> None:
+        form = self.query_one("#form", TabbedContent)
+        if self.form_visible and form.active != "tab-log":
+            self._hide_form()
+        else:
+            self._show_form("tab-query")
+            self.query_one("#key-input", Input).focus()
+
+    def action_leave_form(self) -> None:
+        """Esc in the form (nothing running): back to the results."""
+        self._hide_form()
+
+    def action_toggle_log(self) -> None:
+        form = self.query_one("#form", TabbedContent)
+        if self.form_visible and form.active == "tab-log":
+            self._hide_form()
+        else:
+            self._show_form("tab-log")
+            self.query_one("#log", Log).focus()
+
+    def action_network(self) -> None:
+        self._show_form("tab-network")
+        self.query_one("#net-address", Input).focus()
+
+    # -- running ----------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._query_running
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        table_focused = isinstance(self.focused, ResultsTable)
+        if action == "cancel":
+            return self._query_running
+        if action == "leave_form":
+            return not self._query_running and self.form_visible and self._level is not None
+        if action == "back":
+            return bool(self._stack) and (table_focused or not self.form_visible)
+        if action in ("filter", "drill"):
+            if not table_focused:
+                return False
+            if action == "drill":
+                level = self._level
+                return bool(level and level.responses and next_level(
+                    level.request.model, request_level(level.request.identifier)))
+            return True
+        if action == "export":
+            return bool(self._level and self._level.responses) or None
+        return True
+
+    def action_run(self) -> None:
+        """Run the query the form describes (cancelling a running one first)."""
+        if not self._commit_typed_key():
+            return
+        try:
+            request = self.build_request()
+        except FormError as exc:
+            self._show_form("tab-network")
+            self.query_one(f"#{exc.field_id}").focus()
+            self.notify(str(exc), title="Network", severity="error")
+            return
+        except (KeyPathError, ExtendedNegotiationError) as exc:
+            self._show_form("tab-query")
+            self.notify(str(exc), title="Cannot run", severity="error")
+            return
+        current = self._level
+        same_place = (current is not None and current.request.model is request.model
+                      and request_level(current.request.identifier)
+                      == request_level(request.identifier))
+        if not same_place:
+            self._stack.clear()
+        self._launch(request, self.query_one(KeyEditor).keys)
+
+    def _launch(self, request: FindRequest, keys: list[str]) -> None:
+        """Run ``request`` as soon as the running query has stopped; the latest wins."""
+        self._next_launch = (request, list(keys))
+        if not self._launching:
+            self._launching = True
+            self._launch_when_idle()
+
+    @work(exit_on_error=False, group="launch")
+    async def _launch_when_idle(self) -> None:
+        """Waits (as a worker, so a slow C-CANCEL never holds up the keyboard) for the
+        running query's worker to end, then starts the next: never two feeding one table."""
+        try:
+            while self._next_launch is not None:
+                request, keys = self._next_launch
+                self._next_launch = None
+                await self.stop_running()
+                if self._next_launch is None:
+                    self.start_query(request, keys)
+        finally:
+            self._launching = False
+
+    def start_query(self, request: FindRequest, keys: list[str]) -> None:
+        """Start the query at once (the caller made sure nothing is running)."""
+        self._run_id += 1
+        columns = table_columns(request.identifier, keys)
+        self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
+                                  state="running")
+        table = self.query_one(ResultsTable)
+        table.set_columns(columns)
+        table.add_class("-streaming")
+        self._set_fresh(False)
+        self.query_one("#log", Log).clear()
+        self.query_one(StatusLine).start()
+        self.timings = {"started": time.perf_counter()}
+        self._update_breadcrumb()
+        self._hide_form()
+        self._query = FindQuery(request)
+        self._query_running = True
+        self.refresh_bindings()
+        self._worker = self._run_query(self._run_id, self._query, columns)
+
+    async def stop_running(self) -> None:
+        """Cancel the running query (if any) and wait for its worker to end."""
+        worker, query = self._worker, self._query
+        if worker is None or query is None or worker.is_finished:
+            return
+        query.cancel()
+        self.query_one(StatusLine).cancelling()
+        try:
+            await worker.wait()
+        except (WorkerCancelled, WorkerFailed):
+            pass
+
+    def action_cancel(self) -> None:
+        if self._query_running and self._query is not None:
+            self._query.cancel()
+            self.query_one(StatusLine).cancelling()
+            self.query_one("#log", Log).write_line("I: Cancel requested")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="query")
+    def _run_query(self, run_id: int, query: FindQuery, columns: list[str]) -> None:
+        """The C-FIND, on its own thread: responses go out in batches (RowsReceived)."""
+        request = query.request
+        formatters = cell_formatters(columns)
+        post = self.post_message
+
+        def send(rows, responses, lines, first):
+            post(RowsReceived(run_id, rows, responses, lines, first))
+
+        batcher = RowBatcher(send).start()
+        batcher.log(["I: Requesting Association"])
+        received = 0
+        final_seen = False
+        outcome: QueryOutcome | None = None
+        try:
+            for event in query.events():
+                if isinstance(event, Pending):
+                    received += 1
+                    row = build_row(event, columns, formatters, value_at)
+                    line = next(output.pending_lines(event, with_identifier=False))
+                    batcher.add(row, compact(event), "I: " + line)
+                elif isinstance(event, Associated):
+                    post(QueryAssociated(run_id))
+                    lines = [f"I: Association Accepted (Max Send PDV: {event.peer_max_pdu})",
+                             f"I: Transfer syntax: {event.transfer_syntax.name}"]
+                    lines += ["I: " + line for line in
+                              request.ext_neg.describe_accepted(request.model, event.ext_neg_reply)]
+                    lines.append("I: Sending Find Request")
+                    lines += ["I: " + visible(line) for line in
+                              output.identifier_lines(request.identifier, "Request Identifier")]
+                    batcher.log(lines)
+                elif isinstance(event, CancelSent):
+                    post(QueryCancelSent(run_id, event.after))
+                    batcher.log([f"I: Sent C-CANCEL after {event.after} responses"])
+                elif isinstance(event, Final):
+                    final_seen = True
+                    prefix = {"failure": "E: ", "warning": "W: "}.get(event.category, "I: ")
+                    batcher.log([prefix + visible(line) for line in output.final_lines(event)])
+                    detail = event.error_comment or ""
+                    if event.offending_element:
+                        tags = ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})"
+                                         for t in event.offending_element)
+                        detail = f"{detail} · offending {tags}".strip(" ·")
+                    outcome = QueryOutcome(event.category, event.name, detail)
+                elif isinstance(event, AssociationFailed):
+                    batcher.log(["E: " + visible(event.message)])
+                    outcome = QueryOutcome("network", FAILED_TITLES.get(event.kind, "Failed"),
+                                           event.message)
+                elif isinstance(event, Fault):
+                    batcher.log(["E: " + visible(event.message)])
+                    category = "cancel" if query.cancel_requested else "network"
+                    outcome = QueryOutcome(category, FAULT_TITLES.get(event.kind, "Failed"),
+                                           event.message)
+            if final_seen:
+                batcher.log(["I: Releasing Association"])
+        except Exception as exc:  # a bug or an unexpected library error: show it, keep the rows
+            outcome = QueryOutcome("failure", "Error", f"{type(exc).__name__}: {exc}")
+            batcher.log(["E: " + visible(f"{type(exc).__name__}: {exc}")])
+        finally:
+            batcher.close()
+        if outcome is None:
+            outcome = QueryOutcome("failure", "No final status", "the query ended without one")
+        post(QueryFinished(run_id, outcome, received))
+
+    @on(RowsReceived)
+    def _rows_received(self, message: RowsReceived) -> None:
+        if message.run_id != self._run_id or self._level is None:
+            return
+        if message.rows:
+            level = self._level
+            level.rows.extend(message.rows)
+            level.responses.extend(message.responses)
+            table = self.query_one(ResultsTable)
+            table.add_rows(message.rows)
+            status = self.query_one(StatusLine)
+            status.set_matches(len(level.responses))
+            if table.filter_text:
+                status.set_filter_info(table.displayed_count)
+            if "first_row" not in self.timings:
+                self.timings["first_response"] = message.first_response_at or 0.0
+                self.timings["first_row"] = time.perf_counter()
+                self.call_after_refresh(self._first_row_painted)
+                self.refresh_bindings()
+        if message.log_lines:
+            self.query_one("#log", Log).write_lines(message.log_lines)
+
+    def _first_row_painted(self) -> None:
+        self.timings.setdefault("first_row_painted", time.perf_counter())
+
+    @on(QueryAssociated)
+    def _associated(self, message: QueryAssociated) -> None:
+        if message.run_id == self._run_id:
+            self.timings["associated"] = time.perf_counter()
+
+    @on(QueryCancelSent)
+    def _cancel_sent(self, message: QueryCancelSent) -> None:
+        if message.run_id == self._run_id:
+            self.query_one(StatusLine).cancelling()
+
+    @on(QueryFinished)
+    def _finished(self, message: QueryFinished) -> None:
+        if message.run_id != self._run_id or self._level is None:
+            return
+        self.timings["finished"] = time.perf_counter()
+        self._query_running = False
+        self.query_one(ResultsTable).remove_class("-streaming")
+        status = self.query_one(StatusLine)
+        status.finish(message.outcome, len(self._level.responses))
+        level = self._level
+        level.state, level.outcome, level.elapsed = message.outcome.category, \
+            message.outcome, status.elapsed
+        self.refresh_bindings()
+        if message.outcome.category in ("network", "failure"):
+            self.notify(visible(message.outcome.detail or message.outcome.title),
+                        title=message.outcome.title, severity="error", timeout=8)
+        if message.outcome.category == "network" and not level.responses:
+            # Never associated: what needs fixing is on the Network tab.
+            self._show_form("tab-network")
+            self.query_one("#net-address", Input).focus()
+
+    # -- results ----------------------------------------------------------
+
+    @on(ResultsTable.RowSelected)
+    def _row_selected(self, event: ResultsTable.RowSelected) -> None:
+        from findtui.screens.detail import DetailScreen
+
+        level = self._level
+        if level is None or event.source_index >= len(level.responses):
+            return
+        response = level.responses[event.source_index]
+        self.app.push_screen(DetailScreen(response, level.request,
+                                          total=len(level.responses)))
+
+    def _selected_response(self) -> tuple[int, Pending] | None:
+        level = self._level
+        index = self.query_one(ResultsTable).cursor_source_index
+        if level is None or index is None or index >= len(level.responses):
+            return None
+        return index, level.responses[index]
+
+    def action_drill(self) -> None:
+        """Query the level below the selected row (its studies, series or images)."""
+        level = self._level
+        selected = self._selected_response()
+        if level is None or selected is None:
+            self.notify("Select a row first", severity="warning")
+            return
+        try:
+            ds = selected[1].identifier
+            request, below = drill_down_request(level.request, ds)
+        except (DrillDownError, IdentifierDecodeError) as exc:
+            self.notify(str(exc), title="Cannot drill down", severity="warning")
+            return
+        table = self.query_one(ResultsTable)
+        level.cursor_row = table.cursor_row
+        level.row_title = row_title(ds, request_level(level.request.identifier))
+        self._stack.append(level)
+        keys = order_keys([k for k in dataset_to_keys(request.identifier)
+                           if not is_level_key(k)], request.model, below)
+        self._fill_query(request, keys)
+        self._keys_are_default = False
+        self._launch(request, keys)
+
+    def action_back(self) -> None:
+        """Back to the level above, as it was (no new query)."""
+        if not self._stack:
+            return
+        self._next_launch = None  # a run waiting to start is dropped too
+        if self._query is not None:
+            self._query.cancel()  # its worker ends on its own; the next run waits for it
+        self._run_id += 1  # anything still in flight from the abandoned run is dropped
+        self._query_running = False
+        self.query_one(ResultsTable).remove_class("-streaming")
+        level = self._stack.pop()
+        level.row_title = ""
+        self._level = level
+        table = self.query_one(ResultsTable)
+        table.set_columns(level.columns)
+        table.add_rows(level.rows)
+        table.move_cursor(level.cursor_row)
+        self.query_one(StatusLine).restore(level.state, len(level.responses), level.outcome,
+                                           level.elapsed)
+        self._fill_query(level.request, level.keys)
+        self._update_breadcrumb()
+        table.focus()
+        self.refresh_bindings()
+
+    def _update_breadcrumb(self) -> None:
+        model_form = self.query_one(ModelForm)
+        parts: list = []
+        try:
+            called = self.query_one("#net-called", Input).value.strip()
+        except Exception:
+            called = ""
+        if called:
+            parts += [(visible(called), "bold"), " · "]
+        levels = [(lv.request.model, request_level(lv.request.identifier), lv.row_title)
+                  for lv in self._stack]
+        model = model_form.model
+        parts.append(model.label)
+        for _, name, title in levels:
+            parts += [" › ", name or "", ": ", (title, "italic")]
+        current = model_form.level if model.levels else "worklist"
+        parts += [" › ", (current, "bold $accent")]
+        if self._stack:
+            parts.append(("   ⌫ back", "$text-muted"))
+        self.query_one("#breadcrumb", Static).update(Content.assemble(*parts))
+
+    # -- filter -----------------------------------------------------------
+
+    def action_filter(self) -> None:
+        bar = self.query_one("#filter-bar")
+        bar.add_class("-visible")
+        self.query_one("#filter-input", Input).focus()
+
+    @on(Input.Changed, "#filter-input")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        # A short pause first: one filter pass per burst of typing, not per key.
+        self._filter_timer = self.set_timer(0.12, partial(self._apply_filter, event.value))
+
+    def _apply_filter(self, text: str) -> None:
+        table = self.query_one(ResultsTable)
+        table.set_filter(text)
+        self.query_one(StatusLine).set_filter_info(table.displayed_count if text else None,
+                                                  f"filter {text!r}" if text else "")
+
+    @on(Input.Submitted, "#filter-input")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._apply_filter(event.value)
+        if not event.value:
+            self.query_one("#filter-bar").remove_class("-visible")
+        self.query_one(ResultsTable).focus()
+
+    def on_key(self, event) -> None:
+        filter_input = self.query_one("#filter-input", Input)
+        if event.key == "escape" and filter_input.has_focus:
+            event.stop()
+            event.prevent_default()
+            filter_input.value = ""
+            self._apply_filter("")
+            self.query_one("#filter-bar").remove_class("-visible")
+            self.query_one(ResultsTable).focus()
+
+    # -- C-ECHO -----------------------------------------------------------
+
+    def action_echo(self) -> None:
+        try:
+            network = self.query_one(NetworkForm).network()
+        except FormError as exc:
+            self._show_form("tab-network")
+            self.query_one(f"#{exc.field_id}").focus()
+            self.notify(str(exc), title="C-ECHO", severity="error")
+            return
+        self.notify(f"C-ECHO to {network.called_aet}…", timeout=2)
+        base = self._base
+        request = FindRequest(network=network, identifier=build_request_identifier(
+            QueryModel.STUDY, "STUDY", []),
+            transfer_syntaxes=base.transfer_syntaxes if base else TRANSFER_SYNTAXES)
+        self._echo(request, f"{network.called_aet} at {network.address}:{network.port}")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="echo")
+    def _echo(self, request: FindRequest, target: str) -> None:
+        try:
+            result = echo(request)
+        except Exception as exc:  # unexpected: report, never crash the UI
+            from findtui.engine.query import EchoResult
+
+            result = EchoResult(False, f"{type(exc).__name__}: {exc}")
+        self.post_message(EchoFinished(result, target))
+
+    @on(EchoFinished)
+    def _echo_finished(self, message: EchoFinished) -> None:
+        result = message.result
+        self.query_one("#log", Log).write_line(("I: " if result.ok else "E: ")
+                                               + visible(result.message))
+        self.notify(visible(result.message), title=f"C-ECHO {visible(message.target)}",
+                    severity="information" if result.ok else "error",
+                    timeout=5 if result.ok else 10)
+
+    # -- export -----------------------------------------------------------
+
+    def action_export(self) -> None:
+        from findtui.screens.export import ExportChoice, ExportScreen
+
+        level = self._level
+        if level is None or not level.responses:
+            self.notify("Nothing to export yet: run a query first", severity="warning")
+            return
+        table = self.query_one(ResultsTable)
+        selected = self._selected_response()
+        shown = table.displayed_count if table.filter_text else None
+
+        def done(choice: ExportChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.scope == "selected" and selected is not None:
+                responses = level.responses.subset([selected[0]])
+            elif choice.scope == "shown":
+                responses = level.responses.subset(table.displayed_source_indices())
+            else:
+                responses = level.responses.copy()
+            self.notify(f"Exporting {len(responses):,} response(s)…", timeout=2)
+            self._export(choice, responses, level.request, level.columns)
+
+        self.app.push_screen(
+            ExportScreen(total=len(level.responses), shown=shown,
+                         selected=selected[1].index if selected else None,
+                         sop_class_uid=level.request.model.sop_class_uid,
+                         folder=getattr(self.app, "export_folder", None) or Path.cwd()),
+            done)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export")
+    def _export(self, choice, responses: ResponseStore, request: FindRequest,
+                columns: list[str]) -> None:
+        from findtui.screens.export import write_export
+
+        try:
+            text = write_export(choice, responses, request, columns)
+        except (output.OutputError, OSError) as exc:
+            self.post_message(ExportFinished(False, str(exc)))
+            return
+        self.post_message(ExportFinished(True, text))
+
+    @on(ExportFinished)
+    def _export_finished(self, message: ExportFinished) -> None:
+        self.query_one("#log", Log).write_line(("I: " if message.ok else "E: ")
+                                               + visible(message.text))
+        self.notify(visible(message.text), title="Export" if message.ok else "Export failed",
+                    severity="information" if message.ok else "error",
+                    timeout=6 if message.ok else 12)
+
+    # -- command palette --------------------------------------------------
+
+    def palette_commands(self) -> list[tuple[str, object, str]]:
+        run = self.run_action
+        commands: list[tuple[str, object, str]] = [
+            ("Run query", partial(run, "run"), "Run the C-FIND the form describes (F5)"),
+            ("C-ECHO the peer", partial(run, "echo"), "Verify the association to the SCP (F4)"),
+            ("Show or hide the form", partial(run, "toggle_form"), "Keys, model and level (F2)"),
+            ("Show the log", partial(run, "toggle_log"), "findscu-style log of the last query (F3)"),
+            ("Network settings", partial(run, "network"), "Address, port, AE titles, TLS"),
+            ("Default keys", self._defaults, "Replace the keys with the model/level defaults"),
+        ]
+        if self._query_running:
+            commands.append(("Cancel query", partial(run, "cancel"), "C-CANCEL (Esc)"))
+        level = self._level
+        if level and level.responses:
+            commands += [
+                ("Export results…", partial(run, "export"), "rsp*.dcm, CSV or DICOM JSON (F6)"),
+                ("Filter rows", partial(run, "filter"), "Show rows containing a text (/)"),
+                ("Drill down", partial(run, "drill"), "Query the level below the row (d)"),
+            ]
+            table = self.query_one(ResultsTable)
+            for i, column in enumerate(level.columns):
+                commands.append((f"Sort by {column}", partial(table.sort_by, i),
+                                 "ascending; S reverses"))
+            commands.append(("Sort by arrival order", partial(table.sort_by, None), ""))
+        if self._stack:
+            commands.append(("Back up a level", partial(run, "back"), "Backspace"))
+        for model in QueryModel:
+            commands.append((f"Model: {model.label}", partial(self._set_model, model),
+                             "Information model of the query"))
+        return commands
+
+    def _set_model(self, model: QueryModel) -> None:
+        model_form = self.query_one(ModelForm)
+        model_form.fill(model, None)
+        self._model_changed(ModelForm.Changed(model, model_form.level))
+        self._show_form("tab-query")

@@ -1,0 +1,140 @@
+"""The status line: state, matches so far, rate, elapsed; then the final status."""
+
+from __future__ import annotations
+
+import time
+
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from findtui.messages import QueryOutcome
+from findtui.widgets.results_table import visible
+
+ICONS = {
+    "idle": ("·", "$text-muted"),
+    "running": ("▶", "$accent"),
+    "cancelling": ("■", "$warning"),
+    "success": ("✔", "$success"),
+    "warning": ("▲", "$warning"),
+    "cancel": ("■", "$warning"),
+    "failure": ("✖", "$error"),
+    "network": ("✖", "$error"),
+}
+
+
+def _count(n: int) -> str:
+    return f"{n:,} match" + ("" if n == 1 else "es")
+
+
+class StatusLine(Static):
+    """One line; ``show_timing`` False leaves out rate and elapsed (deterministic snapshots)."""
+
+    state: reactive[str] = reactive("idle")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.show_timing = True
+        self.matches = 0
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.outcome: QueryOutcome | None = None
+        self.shown: int | None = None  # rows shown when a filter is on
+        self.extra = ""
+        self._timer = None
+        self._rendered_at = 0.0
+
+    def on_mount(self) -> None:
+        self._render_line()
+
+    # -- transitions ------------------------------------------------------
+
+    def start(self) -> None:
+        self.state = "running"
+        self.matches = 0
+        self.started = time.monotonic()
+        self.ended = None
+        self.outcome = None
+        if self._timer is None:
+            self._timer = self.set_interval(0.25, self._render_line)
+        self._timer.resume()
+        self._render_line()
+
+    def set_matches(self, n: int) -> None:
+        """Called per batch of rows: redrawn at most every 0.1 s (the timer catches up)."""
+        self.matches = n
+        if time.monotonic() - self._rendered_at >= 0.1:
+            self._render_line()
+
+    def cancelling(self) -> None:
+        if self.state == "running":
+            self.state = "cancelling"
+            self._render_line()
+
+    def finish(self, outcome: QueryOutcome, received: int) -> None:
+        self.matches = received
+        self.outcome = outcome
+        self.state = outcome.category
+        self.ended = time.monotonic()
+        if self._timer is not None:
+            self._timer.pause()
+        self._render_line()
+
+    def restore(self, state: str, matches: int, outcome: QueryOutcome | None,
+                elapsed: float | None) -> None:
+        """Show a saved level's status again (drill-down back)."""
+        self.state, self.matches, self.outcome = state, matches, outcome
+        self.ended = time.monotonic()
+        self.started = None if elapsed is None else self.ended - elapsed
+        if self._timer is not None:
+            self._timer.pause()
+        self._render_line()
+
+    def set_filter_info(self, shown: int | None, extra: str = "") -> None:
+        self.shown = shown
+        self.extra = extra
+        self._render_line()
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.monotonic()) - self.started
+
+    # -- rendering --------------------------------------------------------
+
+    def _render_line(self) -> None:
+        state = self.state
+        icon, icon_style = ICONS.get(state, ICONS["idle"])
+        parts: list = [(f"{icon} ", f"bold {icon_style}")]
+        elapsed = self.elapsed
+        timing = self.show_timing and elapsed is not None
+        if state == "idle":
+            parts.append("Ready")
+            if not self.matches:
+                parts.append((" · F5 runs the query", "$text-muted"))
+        elif state in ("running", "cancelling"):
+            parts.append(("Querying…" if state == "running" else "Cancelling…", "bold"))
+            parts.append(f" {_count(self.matches)}")
+            if timing:
+                rate = self.matches / elapsed if elapsed > 0.2 else 0
+                parts.append((f" · {rate:,.0f}/s · {elapsed:.1f} s", "$text-muted"))
+        else:
+            outcome = self.outcome
+            title = outcome.title if outcome else state
+            parts.append((visible(title), "bold"))
+            parts.append(f" · {_count(self.matches)}")
+            if timing:
+                parts.append((f" in {elapsed:.1f} s", "$text-muted"))
+            if outcome and outcome.detail:
+                parts.append(" · ")
+                parts.append(visible(outcome.detail))
+        if self.shown is not None:
+            parts.append((f" · showing {self.shown:,}", "$text-muted"))
+        if self.extra:
+            parts.append((f" · {visible(self.extra)}", "$text-muted"))
+        self._rendered_at = time.monotonic()
+        if not self.has_class(f"-{state}"):
+            self.set_classes(f"-{state}")
+        # One line, fixed size: no layout pass (this runs while 100k rows stream in).
+        self.update(Content.assemble(*parts), layout=False)
