@@ -432,7 +432,8 @@ def run_batch(args: argparse.Namespace) -> int:
                                 LOG.info(line)
                         except IdentifierDecodeError as exc:
                             if not table_writer:  # else already said above
-                                LOG.error(f"{exc}{'; kept as received in -w files' if rsp_writer else ''}")
+                                kept = "; kept as received in -w files" if rsp_writer else ""
+                                LOG.error(f"{exc}{kept}")
                 elif isinstance(event, Associated):
                     for line in request.ext_neg.describe_accepted(request.model,
                                                                   event.ext_neg_reply):

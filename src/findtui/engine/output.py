@@ -6,10 +6,13 @@ killed process loses at most the response in flight.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -23,7 +26,8 @@ from pynetdicom.dsutils import pretty_dataset
 
 from findtui import __version__
 from findtui.engine.keys import KeyPathError, column_paths, parse_key, value_at
-from findtui.engine.query import Final, Pending
+from findtui.engine.query import Final, IdentifierDecodeError, Pending
+from findtui.engine.sanitize import json_safe, visible
 
 IMPLEMENTATION_VERSION_NAME = f"FINDTUI_{__version__}"[:16]
 RSP_PATTERN = re.compile(r"^rsp\d{6,}\.dcm$")
@@ -95,25 +99,74 @@ class ResponseFileWriter:
         self._templates[key] = (encoded, new)
         return encoded
 
+    def _open(self, path: Path) -> int:
+        """Open ``path`` for writing, never through a symbolic link, never a shared inode.
+
+        Without --overwrite the file must not exist (O_EXCL, which also refuses a
+        symlink, even a dangling one). With it, an existing regular file of this
+        folder is truncated; a symlink, a hard link (another name of a file that
+        may live elsewhere) or anything but a regular file is refused: ``-w``
+        never writes outside the chosen folder.
+        """
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
+        flags = os.O_WRONLY | os.O_CREAT | nofollow | getattr(os, "O_CLOEXEC", 0)
+        if not self.overwrite:
+            return os.open(path, flags | os.O_EXCL, 0o666)
+        if path.is_symlink():
+            raise OutputError(f"{str(path)!r} is a symbolic link; not followed (-w writes only "
+                              "inside the -od folder): remove it or choose another folder")
+        fd = os.open(path, flags, 0o666)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                raise OutputError(f"{str(path)!r} is not a plain file of its own (a hard link "
+                                  "or a special file); not overwritten: remove it or choose "
+                                  "another folder")
+            os.ftruncate(fd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def write(self, response: Pending) -> Path:
         path = self.directory / rsp_name(response.index)
-        mode = "wb" if self.overwrite else "xb"
         try:
-            with open(path, mode) as fp:
-                fp.write(self._meta(response.transfer_syntax))
-                fp.write(response.raw)
+            fd = self._open(path)
         except FileExistsError:
             raise OutputError(f"{str(path)!r} already exists; not overwritten (use --overwrite)"
                               ) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"{str(path)!r} is a symbolic link; not followed (-w writes "
+                                  "only inside the -od folder)") from None
+            raise OutputError(_write_problem(path, exc)) from None
+        try:
+            with open(fd, "wb", closefd=True) as fp:
+                fp.write(self._meta(response.transfer_syntax))
+                fp.write(response.raw)
         except OSError as exc:
             # Don't leave a truncated file behind that looks like a response.
             try:
                 path.unlink()
             except OSError:
                 pass
-            raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+            raise OutputError(_write_problem(path, exc)) from None
         self.written.append(path)
         return path
+
+
+def _write_problem(path: Path | str, exc: OSError) -> str:
+    """'cannot write X: No space left on device; free some space ...' (one line)."""
+    hints = {
+        errno.ENOSPC: "free some space or choose another folder with -od",
+        errno.EDQUOT: "free some space (disk quota exceeded) or choose another folder with -od",
+        errno.EROFS: "the file system is read-only; choose another folder with -od",
+        errno.EACCES: "permission denied; choose a folder you can write to with -od",
+        errno.EPERM: "permission denied; choose a folder you can write to with -od",
+        errno.EFBIG: "the file is too large for this file system or limit",
+    }
+    hint = hints.get(exc.errno, "choose another folder with -od")
+    return f"cannot write {str(path)!r}: {exc.strerror or exc}; {hint}"
 
 
 def table_columns(request_identifier: Dataset, keys: Sequence[str] = ()) -> list[str]:
@@ -140,49 +193,107 @@ def table_columns(request_identifier: Dataset, keys: Sequence[str] = ()) -> list
     return sorted(columns, key=rank)  # stable: ties keep dataset order
 
 
-class CsvWriter:
-    """CSV of the requested keys, in request order; multi-values joined with '\\'."""
+def _stream_name(stream: IO[str]) -> str:
+    name = getattr(stream, "name", None)
+    return "<stdout>" if name is None else str(name)
+
+
+def close_quietly(stream: IO) -> None:
+    """Close a stream whose last flush may have failed already (disk full): that error
+    was reported when it happened; closing must not raise it a second time."""
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+class _StreamWriter:
+    """Flushes after every response; a failing write becomes an OutputError.
+
+    (BrokenPipeError stays what it is: `findtui ... | head` is not an error.)
+    """
+
+    stream: IO[str]
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(_write_problem(_stream_name(self.stream), exc).replace(
+                "choose another folder with -od", "write --output elsewhere")) from None
+
+    def _put(self, text: str) -> None:
+        with self._errors():
+            self.stream.write(text)
+            self.stream.flush()
+
+
+class CsvWriter(_StreamWriter):
+    """CSV of the requested keys, in request order; multi-values joined with '\\'.
+
+    Cells are made visible (:func:`findtui.engine.sanitize.visible`): control and
+    bidi characters in peer data never reach a terminal or a spreadsheet raw.
+    """
 
     def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
         self.stream = stream
         self.columns = list(columns)
         self._csv = csv.writer(stream, lineterminator="\n")
-        self._csv.writerow(self.columns)
-        stream.flush()
+        self._row([visible(c) for c in self.columns])
+
+    def _row(self, cells: list[str]) -> None:
+        with self._errors():
+            self._csv.writerow(cells)
+            self.stream.flush()
 
     def write(self, response: Pending) -> None:
         ds = response.identifier
-        self._csv.writerow([value_at(ds, c) for c in self.columns])
-        self.stream.flush()
+        self._row([visible(value_at(ds, c)) for c in self.columns])
 
     def close(self) -> None:
-        self.stream.flush()
+        self._put("")
 
 
-class JsonWriter:
-    """DICOM JSON model (PS3.18 F): an array (json) or one object per line (jsonl)."""
+class JsonWriter(_StreamWriter):
+    """DICOM JSON model (PS3.18 F): an array (json) or one object per line (jsonl).
+
+    Non-ASCII text stays readable; control, bidi and other invisible characters
+    are written as ``\\uXXXX`` escapes (:func:`findtui.engine.sanitize.json_safe`):
+    the same data, safe on a terminal.
+    """
 
     def __init__(self, stream: IO[str], lines: bool) -> None:
         self.stream = stream
         self.lines = lines
         self.count = 0
         if not lines:
-            stream.write("[")
-            stream.flush()
+            self._put("[")
 
     def write(self, response: Pending) -> None:
-        text = json.dumps(response.identifier.to_json_dict(), ensure_ascii=False)
+        try:
+            data = response.identifier.to_json_dict()
+            text = json_safe(json.dumps(data, ensure_ascii=False))
+        except IdentifierDecodeError:
+            raise
+        except Exception as exc:  # a value pydicom cannot express in DICOM JSON
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise IdentifierDecodeError(
+                f"response {response.index}: identifier cannot be written as DICOM JSON "
+                f"({detail})") from None
         if self.lines:
-            self.stream.write(text + "\n")
+            self._put(text + "\n")
         else:
-            self.stream.write(("\n" if self.count == 0 else ",\n") + text)
+            self._put(("\n" if self.count == 0 else ",\n") + text)
         self.count += 1
-        self.stream.flush()
 
     def close(self) -> None:
         if not self.lines:
-            self.stream.write("\n]\n" if self.count else "]\n")
-        self.stream.flush()
+            self._put("\n]\n" if self.count else "]\n")
+        else:
+            self._put("")
 
 
 def make_writer(fmt: str, stream: IO[str], columns: Sequence[str]):
@@ -217,3 +328,5 @@ def final_lines(final: Final) -> Iterator[str]:
     if final.offending_element:
         tags = ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in final.offending_element)
         yield f"Offending Element: {tags}"
+    if final.advice:
+        yield f"What to try: {final.advice}"

@@ -9,6 +9,7 @@ poll for cancel, and bound the wait after a C-CANCEL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import socket
@@ -31,7 +32,7 @@ from pynetdicom._handlers import (
 )
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import decode
-from pynetdicom.pdu_primitives import A_ASSOCIATE, SOPClassExtendedNegotiation
+from pynetdicom.pdu_primitives import A_ASSOCIATE, A_P_ABORT, SOPClassExtendedNegotiation
 from pynetdicom.sop_class import Verification
 
 from findtui.engine.models import (
@@ -169,6 +170,28 @@ class Final:
             return "warning"
         return "failure"
 
+    @property
+    def advice(self) -> str | None:
+        """What to try after a failure status (one line), None otherwise."""
+        if self.category != "failure":
+            return None
+        status = self.status
+        if status == 0xA700:
+            return ("the SCP is out of resources: narrow the query (more specific keys, "
+                    "a lower level) or try again later")
+        if status == 0xA900:
+            return ("the identifier does not match the information model: check -P/-S/-O/-W, "
+                    "QueryRetrieveLevel and the keys")
+        if status == 0x0122:
+            return "the SCP does not support this information model: try another (-P/-S/-O/-W)"
+        if status == 0x0124:
+            return "the SCP refused us: ask its admin to allow C-FIND for our AE title (-aet)"
+        if 0xC000 <= status <= 0xCFFF:
+            where = " (see the offending element)" if self.offending_element else ""
+            return (f"the SCP could not process the query: check the keys and their values"
+                    f"{where}, and the SCP's log")
+        return "the query failed on the SCP: check the keys and the SCP's log"
+
 
 @dataclass(frozen=True)
 class CancelSent:
@@ -194,10 +217,59 @@ class _PynetdicomErrors(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self.lines: list[str] = []
+        self.records: list[tuple[int | None, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        try:
+            self.records.append((record.thread, record.getMessage()))
+        except Exception:  # never let a bad record break the association
+            pass
+
+    def lines_of(self, threads: set[int | None]) -> list[str]:
+        """The lines logged by these threads (other associations may run at the same time)."""
+        return [line for thread, line in self.records if thread in threads]
+
+
+# pynetdicom reports why a connection or an association failed only in its log
+# (e.g. "TCP Initialisation Error: [Errno 111] Connection refused"). When the
+# application silenced pynetdicom (findtui -q, the TUI), these loggers are
+# enabled at ERROR for the duration of an association request, with their
+# records kept from the application's handlers (propagate off).
+_ERROR_LOGGERS = ("pynetdicom.transport", "pynetdicom.acse", "pynetdicom.association",
+                  "pynetdicom.dul")
+_capture_lock = threading.Lock()
+_capture_users = 0
+_capture_saved: dict[str, tuple[int, bool]] = {}
+
+
+@contextlib.contextmanager
+def _pynetdicom_errors() -> Iterator[_PynetdicomErrors]:
+    global _capture_users
+    handler = _PynetdicomErrors()
+    with _capture_lock:
+        if _capture_users == 0 and not PYNETDICOM_LOGGER.isEnabledFor(logging.ERROR):
+            for name in _ERROR_LOGGERS:
+                logger = logging.getLogger(name)
+                _capture_saved[name] = (logger.level, logger.propagate)
+                logger.setLevel(logging.ERROR)
+                logger.propagate = False
+        _capture_users += 1
+        targets = [PYNETDICOM_LOGGER, *(logging.getLogger(name) for name in _capture_saved)]
+        for logger in targets:
+            logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        with _capture_lock:
+            for logger in targets:
+                logger.removeHandler(handler)
+            _capture_users -= 1
+            if _capture_users == 0:
+                for name, (level, propagate) in _capture_saved.items():
+                    logger = logging.getLogger(name)
+                    logger.setLevel(level)
+                    logger.propagate = propagate
+                _capture_saved.clear()
 
 
 def _make_ae(request: FindRequest, abstract_syntaxes: list[UID]) -> AE:
@@ -228,7 +300,7 @@ def _queued_rejection(assoc):
                  if isinstance(p, A_ASSOCIATE) and getattr(p, "result", None) in (1, 2)), None)
 
 
-def _describe_rejection(assoc, prim=None) -> str:
+def _describe_rejection(assoc, prim=None, request: FindRequest | None = None) -> str:
     prim = prim or assoc.acceptor.primitive
     result = {1: "rejected (permanent)", 2: "rejected (transient)"}.get(
         getattr(prim, "result", None), "rejected")
@@ -246,11 +318,24 @@ def _describe_rejection(assoc, prim=None) -> str:
     }
     sources = {1: "service user", 2: "service provider (ACSE)", 3: "service provider (presentation)"}
     reason = reasons.get((source, diag), f"diagnostic {diag}")
-    hint = ""
-    if (source, diag) == (1, 7):
-        hint = "; check the called AE title (-aec)"
-    elif (source, diag) == (1, 3):
-        hint = "; the SCP does not know our calling AE title (-aet): ask its admin to add it"
+    net = request.network if request is not None else None
+    calling = f" {net.calling_aet!r}" if net else ""
+    called = f" {net.called_aet!r}" if net else ""
+    hints = {
+        (1, 1): f"; check the called AE title{called} (-aec) and ask the SCP's admin whether "
+                f"it accepts our calling AE title{calling} (-aet) from this host",
+        (1, 2): "; the peer may not be a DICOM SCP: check the address and port",
+        (1, 3): f"; the SCP does not know our calling AE title{calling} (-aet): ask its admin "
+                "to add it, or use the AE title it expects",
+        (1, 7): f"; the SCP is not called{called}: check the called AE title (-aec)",
+        (2, 1): f"; check the AE titles (-aet{calling}, -aec{called}) with the SCP's admin",
+        (2, 2): "; the peer does not support this DICOM upper-layer protocol version",
+        (3, 1): "; the SCP is busy: try again later",
+        (3, 2): "; the SCP has too many associations open: try again later",
+    }
+    hint = hints.get((source, diag), "")
+    if getattr(prim, "result", None) == 2 and "try again later" not in hint:
+        hint += "; the rejection is transient: try again later"
     return f"association {result} by the {sources.get(source, 'peer')}: {reason}{hint}"
 
 
@@ -259,13 +344,15 @@ def _failed_association(request: FindRequest, assoc, errors: list[str]) -> Assoc
     where = f"{net.address}:{net.port}"
     rejection = None if assoc.is_rejected else _queued_rejection(assoc)
     if assoc.is_rejected or rejection is not None:
-        return AssociationFailed("rejected", f"{where}: {_describe_rejection(assoc, rejection)}")
+        return AssociationFailed(
+            "rejected", f"{where}: {_describe_rejection(assoc, rejection, request)}")
     detail = next((line.split(": ", 1)[1] for line in errors
                    if line.startswith("TCP Initialisation Error")), None)
     if detail:
         low = detail.lower()
         if "ssl" in low or "certificate" in low or "tls" in low:
-            return AssociationFailed("tls", f"{where}: TLS handshake failed: {detail}")
+            return AssociationFailed("tls", f"{where}: TLS handshake failed: {detail}"
+                                            f"{_tls_hint(net, low)}")
         if "timed out" in low:
             return AssociationFailed(
                 "timeout", f"{where}: no answer within {net.network_timeout:g} s; "
@@ -280,14 +367,49 @@ def _failed_association(request: FindRequest, assoc, errors: list[str]) -> Assoc
             f"{where}: the SCP accepted none of the proposed presentation contexts "
             f"({request.model.label} C-FIND); check the information model (-P/-S/-O/-W) "
             "or --transfer-syntax")
-    if assoc.is_aborted:
-        if net.tls is None:
-            hint = "; if the peer expects TLS, use --tls"
+    if net.tls is None:
+        tls_hint = "; if the peer expects TLS, use --tls"
+    else:
+        tls_hint = "; is the peer a TLS port?"
+    invalid = next((line for line in errors if line.startswith(
+        ("Unknown PDU type", "Unable to decode the received PDU"))), None)
+    if invalid:
+        return AssociationFailed(
+            "aborted", f"{where}: the peer answered with data that is not DICOM ({invalid}); "
+            f"association aborted; check that the port is a DICOM SCP{tls_hint}")
+    alert = next((line for line in errors if "[SSL" in line), None)
+    if alert is not None and net.tls is not None:
+        low = alert.lower()
+        if "certificate required" in low:
+            hint = "; the peer requires a client certificate: give --tls-cert and --tls-key"
+        elif "unknown ca" in low or "bad certificate" in low or "certificate unknown" in low:
+            hint = ("; the peer does not trust our client certificate (--tls-cert): ask its "
+                    "admin to trust the CA that signed it")
         else:
-            hint = "; is the peer a TLS port?"
-        return AssociationFailed("aborted", f"{where}: the peer aborted the association request{hint}")
+            hint = _tls_hint(net, low)
+        return AssociationFailed("tls", f"{where}: TLS failed: {alert}{hint}")
+    if any(line.startswith("ACSE timeout reached") for line in errors):
+        return AssociationFailed(
+            "timeout", f"{where}: no answer to the association request within "
+            f"{net.acse_timeout:g} s (-ta); raise -ta or check that the port is a DICOM "
+            f"SCP{tls_hint}")
+    if assoc.is_aborted:
+        return AssociationFailed(
+            "aborted", f"{where}: the peer aborted the association request{tls_hint}")
     return AssociationFailed(
         "timeout", f"{where}: no association answer within {net.acse_timeout:g} s (-ta)")
+
+
+def _tls_hint(net: Network, low: str) -> str:
+    if "hostname mismatch" in low or "ip address mismatch" in low:
+        return ("; the peer's certificate is not for this address: connect by the name "
+                "in its certificate")
+    if "certificate verify failed" in low or "self-signed" in low or "self signed" in low:
+        return ("; the peer's certificate is not trusted: give its CA with --tls-ca "
+                "(or, insecure, --tls-no-verify)")
+    if "certificate required" in low or "alert" in low:
+        return "; the peer may require a client certificate: give --tls-cert and --tls-key"
+    return "; is the peer a TLS port? (without --tls for a plain DICOM port)"
 
 
 def _check_resolvable(net: Network) -> AssociationFailed | None:
@@ -320,15 +442,13 @@ def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None)
             tls_args = (net.tls.context(), net.address)
         except (OSError, ssl.SSLError) as exc:
             return None, AssociationFailed("tls", f"cannot load TLS files: {exc}")
-    errors = _PynetdicomErrors()
-    PYNETDICOM_LOGGER.addHandler(errors)
-    try:
+    with _pynetdicom_errors() as errors:
         assoc = ae.associate(net.address, net.port, ae_title=net.called_aet,
                              max_pdu=net.max_pdu, ext_neg=ext_neg or None, tls_args=tls_args)
-    finally:
-        PYNETDICOM_LOGGER.removeHandler(errors)
     if not assoc.is_established:
-        return None, _failed_association(request, assoc, errors.lines)
+        threads = {threading.get_ident(), getattr(assoc.dul, "ident", None),
+                   getattr(assoc, "ident", None)}
+        return None, _failed_association(request, assoc, errors.lines_of(threads))
     if not PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG):
         # pynetdicom's PDU/DIMSE log handlers cost ~15% of a large query even when
         # nothing is logged; unbound per association, pynetdicom's _config stays as it is.
@@ -405,9 +525,10 @@ class _FastFindReceiver:
     not parse, is replayed into pynetdicom's own receiver, which deals with it.
     """
 
-    def __init__(self, dimse) -> None:
+    def __init__(self, dimse, fast: bool = True) -> None:
         self.dimse = dimse
         self.original = dimse.receive_primitive
+        self.fast = fast
         self._reset()
 
     def _reset(self) -> None:
@@ -426,9 +547,25 @@ class _FastFindReceiver:
         primitives = self.primitives
         self._reset()
         for primitive in primitives:
+            self._original(primitive)
+
+    def _original(self, primitive) -> None:
+        """pynetdicom's receiver, minus its crash on a command set that does not decode.
+
+        (``DIMSEMessage.decode_msg`` raises e.g. AttributeError for a command set
+        without CommandField, which kills the DUL thread and leaves the query hanging
+        until the DIMSE timeout.) It becomes what pynetdicom does for any other
+        invalid message: Evt19, an A-ABORT, which the response loop reports.
+        """
+        try:
             self.original(primitive)
+        except Exception:
+            self.dimse.message = None
+            self.dimse.dul.event_queue.put("Evt19")
 
     def __call__(self, primitive) -> None:
+        if not self.fast:
+            return self._original(primitive)
         self.primitives.append(primitive)
         for context_id, pdv in primitive.presentation_data_value_list:
             header = pdv[0]
@@ -465,6 +602,7 @@ class FindQuery:
     def __init__(self, request: FindRequest) -> None:
         self.request = request
         self._cancel = threading.Event()
+        self._broken = False
         self.pending_count = 0
 
     def cancel(self) -> None:
@@ -510,18 +648,20 @@ class FindQuery:
             )
             yield from self._find(assoc, cx, ts)
         finally:
-            if assoc.is_established:
+            if assoc.is_established and not self._broken:
                 assoc.release()
+            elif assoc.is_established:
+                assoc.abort()
             # A release that the peer never answers must not leave the reactor hanging.
             assoc._reactor_checkpoint.set()
 
     def _find(self, assoc, cx, ts: UID) -> Iterator[Event]:
         req = self.request
         msg_id = 1
-        receiver = None
-        if not PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG):  # -d wants pynetdicom's dumps
-            receiver = _FastFindReceiver(assoc.dimse)
-            receiver.install()
+        # -d wants pynetdicom's own receiver and its dumps
+        receiver = _FastFindReceiver(assoc.dimse,
+                                     fast=not PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG))
+        receiver.install()
         # send_c_find encodes and sends at once; its response generator is never started.
         assoc.send_c_find(req.identifier, req.model.sop_class_uid, msg_id=msg_id,
                           priority=req.priority)
@@ -543,29 +683,39 @@ class FindQuery:
                 try:
                     _, rsp = msg_queue.get(timeout=self.POLL)
                 except queue.Empty:
+                    if _provider_aborted(assoc):
+                        # pynetdicom aborts on an invalid PDU (PS3.8 AA-8) without telling
+                        # the DIMSE queue; the connection may stay open until ARTIM expires.
+                        assoc.abort()
+                        yield Fault("protocol", _protocol_message(pending))
+                        return
                     now = time.monotonic()
                     if cancel_deadline is not None and now > cancel_deadline:
                         assoc.abort()
                         yield Fault("cancel-timeout",
-                                    f"no final status within {req.cancel_grace:g} s of C-CANCEL; "
-                                    f"association aborted after {pending} responses")
+                                    f"no final status within {req.cancel_grace:g} s of C-CANCEL "
+                                    "(the SCP ignored the cancel); association aborted after "
+                                    f"{pending} responses, which are kept")
                         return
                     if now - last_message > dimse_timeout:
                         assoc.abort()
                         yield Fault("timeout",
                                     f"no response within the DIMSE timeout ({dimse_timeout:g} s, -td) "
-                                    f"after {pending} responses; association aborted")
+                                    f"after {pending} responses; association aborted; the responses "
+                                    "received are kept; raise -td if the SCP is slow")
                         return
                     continue
                 last_message = time.monotonic()
                 if rsp is None:
+                    self._broken = True  # nothing left to release
                     yield Fault("aborted", _abort_message(assoc, pending))
                     return
                 if not isinstance(rsp, (C_FIND, _FindResponse)) or not rsp.is_valid_response:
                     assoc.abort()
                     yield Fault("protocol",
                                 f"the peer sent an unexpected {type(rsp).__name__.replace('_', '-')} "
-                                f"message after {pending} responses; association aborted")
+                                f"message after {pending} responses; association aborted; the "
+                                "responses received are kept; report it to the SCP's admin")
                     return
                 status = rsp.Status
                 if is_pending(status):
@@ -579,8 +729,7 @@ class FindQuery:
                 yield self._final(rsp, ts)
                 return
         finally:
-            if receiver is not None:
-                receiver.uninstall()
+            receiver.uninstall()
             assoc._reactor_checkpoint.set()
 
     def _final(self, rsp, ts: UID) -> Final:
@@ -629,10 +778,33 @@ def ensure_character_set(identifier: Dataset) -> bool:
     return True
 
 
+def _provider_aborted(assoc) -> bool:
+    """True when pynetdicom's upper layer aborted the association on an invalid PDU.
+
+    (An A-P-ABORT with a reason; a closed connection gives reason 0 and is reported
+    through the DIMSE queue instead.)
+    """
+    try:
+        primitive = assoc.dul.peek_next_pdu()
+    except Exception:
+        return False
+    return isinstance(primitive, A_P_ABORT) and bool(getattr(primitive, "provider_reason", 0))
+
+
+def _protocol_message(pending: int) -> str:
+    return (f"the peer sent data that is not a valid DICOM message after {pending} responses "
+            "(protocol error); association aborted; the responses received are kept; report "
+            "it to the SCP's admin")
+
+
 def _abort_message(assoc, pending: int) -> str:
     if assoc.acse.is_aborted("a-abort"):
-        return f"the peer aborted the association (A-ABORT) after {pending} responses"
-    return f"the connection closed unexpectedly after {pending} responses"
+        return (f"the peer aborted the association (A-ABORT) after {pending} responses; the "
+                "responses received are kept; check the SCP's log, or retry with a narrower "
+                "query")
+    return (f"the connection closed unexpectedly (no A-RELEASE or A-ABORT) after {pending} "
+            "responses; the responses received are kept; check the SCP's log and the "
+            "network, then retry")
 
 
 def run_find(request: FindRequest) -> Iterator[Event]:

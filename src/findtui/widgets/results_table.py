@@ -25,7 +25,6 @@ Design, in short:
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -44,6 +43,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
+from findtui.engine.sanitize import visible
+
 __all__ = ["ResultsTable", "short_label", "sort_key", "visible"]
 
 MAX_COLUMN_WIDTH = 40
@@ -57,39 +58,6 @@ MERGE_DELAY = 0.1
 
 IMMEDIATE_MERGE_ROWS = 10_000
 """Below this many shown rows a merge is cheap (< 1 ms), so it happens at once."""
-
-# C0, DEL, C1, every format (Cf) character — bidi embeddings/overrides/isolates and
-# marks, zero-width characters, BOM, tags — line/paragraph separators, surrogates.
-_UNSAFE = (
-    "\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
-    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\ud800-\udfff"
-)
-_unsafe_search = re.compile(f"[{_UNSAFE}]").search
-_unsafe_sub = re.compile(f"[{_UNSAFE}]").sub
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code < 0x20:
-        return chr(0x2400 + code)  # Control Pictures: ESC -> ␛, BEL -> ␇, LF -> ␊
-    if code == 0x7F:
-        return "\u2421"  # ␡
-    return f"<U+{code:04X}>"
-
-
-def visible(text: str) -> str:
-    """Return `text` safe to write to a terminal, with every control made visible.
-
-    C0 controls and DEL become their Unicode Control Pictures (``"\\x1b"`` ->
-    ``"␛"``); C1 controls, bidi overrides/isolates/marks, other invisible format
-    characters, line/paragraph separators and lone surrogates become ``<U+XXXX>``.
-    Everything else, including wide characters and ``[markup]``, is unchanged.
-    """
-    if _unsafe_search(text) is None:
-        return text
-    return _unsafe_sub(_escape, text)
 
 
 def sort_key(value: str) -> str:

@@ -1,0 +1,192 @@
+"""Hostile values: escape sequences, controls, bidi overrides and markup in peer data
+never reach the terminal raw from the --batch CLI (log, CSV, JSON).
+
+The peer (tests/faultscp.py) sends them in response values, in an element nobody
+asked for, in a SpecificCharacterSet (which pydicom warns about), in the
+ErrorComment of the final status and in its A-ASSOCIATE-AC. The tests capture
+the bytes the CLI writes and look for every unsafe character; they also check
+that the escaped, visible form is there (the user sees that something odd came)
+and that JSON still carries the exact data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faultscp import FaultSCP, assert_no_traceback, run_findtui
+from findtui.cli import ExitCode
+from findtui.engine.sanitize import SafeFormatter, json_safe, visible
+
+ESC, BEL = "\x1b", "\x07"
+HOSTILE = (
+    f"A{ESC}[31mRED{ESC}[0m{BEL}"                 # CSI colours, BEL
+    f"{ESC}]0;pwned title{BEL}"                  # OSC 0: window title
+    f"{ESC}]52;c;ZWNobyBoYWNrZWQ={BEL}"          # OSC 52: clipboard write
+    f"{ESC}]8;;https://e.vil{ESC}\\link{ESC}]8;;{ESC}\\"  # OSC 8 hyperlink, ST
+    "\x9b2J\x9d0;c1 title\x9c\x85"               # C1: CSI, OSC, ST, NEL
+    "\x00\x7f\x08\t\r\nI: Find SCP Result: 0x0000 (Success)"  # C0, DEL, forged log line
+    "[bold red]markup[/bold red][link=https://e.vil]click[/link]"  # Rich markup
+    "\u202eevil\u202c\u2066iso\u2069\u200b"       # bidi override, isolate, zero width
+)
+# What the terminal must never receive raw (\n ends lines and is allowed).
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+VISIBLE_FORMS = ["␛[31mRED", "␛]0;pwned title␇", "␛]52;c;ZWNobyBoYWNrZWQ=␇", "<U+009B>2J",
+                 "<U+009D>0;c1 title", "<U+0085>", "␀␡␈␉␍␊I: Find SCP Result", "<U+202E>evil",
+                 "[bold red]markup[/bold red][link=https://e.vil]click[/link]"]
+
+
+def assert_terminal_safe(data: bytes) -> str:
+    text = data.decode("utf-8")  # strictly UTF-8: no stray 8-bit C1 bytes either
+    found = UNSAFE.search(text)
+    if found is not None:
+        start = found.start()
+        raise AssertionError(f"raw {found.group()!r} at {start}: "
+                             f"{text[max(0, start - 80):start + 40]!r}")
+    return text
+
+
+def hostile_script(s):
+    utf8 = HOSTILE.encode("utf-8")
+    latin1 = HOSTILE.replace("\u202e", "").replace("\u202c", "").replace("\u2066", "").replace(
+        "\u2069", "").replace("\u200b", "").encode("latin-1")
+    s.pending(s.element(0x00080005, "CS", b"ISO_IR 192") + s.element(0x00100010, "PN", utf8)
+              + s.element(0x00100020, "LO", b"P0") + s.element(0x00104000, "LT", utf8)
+              + s.element(0x00081030, "LO", utf8))  # StudyDescription: not asked for
+    s.pending(s.element(0x00080005, "CS", b"ISO_IR 100") + s.element(0x00100010, "PN", latin1)
+              + s.element(0x00100020, "LO", b"P1") + s.element(0x00104000, "LT", latin1))
+    s.pending(s.element(0x00080005, "CS", f"ISO_IR {ESC}]0;cs{BEL}".encode())
+              + s.element(0x00100020, "LO", b"P2"))
+    s.final(0xC000, comment=HOSTILE.encode("utf-8")[:1000], offending=(0x00100010,))
+    s.finish()
+
+
+@pytest.fixture(scope="module")
+def hostile_peer():
+    with FaultSCP(hostile_script) as scp:
+        yield scp
+        assert not scp.errors
+
+
+KEYS = ["-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientName=", "-k", "PatientID=",
+        "-k", "PatientComments="]
+
+
+@pytest.mark.parametrize("level", ["-v", "-d"])
+def test_log_is_terminal_safe(hostile_peer, level):
+    run = run_findtui([level, hostile_peer.address, str(hostile_peer.port), *KEYS])
+    assert run.returncode == ExitCode.FAILURE_STATUS, run.err[-2000:]
+    err = assert_terminal_safe(run.stderr)
+    assert_terminal_safe(run.stdout)
+    for form in VISIBLE_FORMS:
+        assert form in err, form
+    assert "E: Error Comment: A␛[31mRED" in err
+    assert "W: Unknown encoding 'ISO_IR ␛]0;cs␇'" in err  # pydicom's warning, peer data inside
+    # One record is one line: the LF in the value forged no "I: Find SCP Result" line.
+    assert [line for line in err.splitlines() if line.startswith("I: Find SCP Result")] == []
+    if level == "-v":
+        assert_no_traceback(run)
+
+
+def test_csv_is_terminal_safe(hostile_peer):
+    run = run_findtui(["-q", "--output-format", "csv", hostile_peer.address,
+                       str(hostile_peer.port), *KEYS])
+    assert run.returncode == ExitCode.FAILURE_STATUS
+    assert run.stderr == b""
+    out = assert_terminal_safe(run.stdout)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["PatientID"] for r in rows] == ["P0", "P1", "P2"]
+    assert rows[0]["PatientComments"] == visible(HOSTILE)
+    for form in VISIBLE_FORMS:
+        assert form in rows[0]["PatientComments"], form
+    assert "<U+009B>2J" in rows[1]["PatientComments"]  # 8-bit CSI byte in ISO_IR 100
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_is_terminal_safe_and_exact(hostile_peer, fmt):
+    run = run_findtui(["-q", "--output-format", fmt, hostile_peer.address,
+                       str(hostile_peer.port), *KEYS])
+    assert run.returncode == ExitCode.FAILURE_STATUS
+    out = assert_terminal_safe(run.stdout)
+    items = json.loads(out) if fmt == "json" else [json.loads(x) for x in out.splitlines()]
+    assert items[0]["00104000"]["Value"] == [HOSTILE.rstrip(" ")]  # the very same data
+    assert "\\".join(items[0]["00081030"]["Value"]) == HOSTILE  # LO: a backslash splits values
+    assert "\\u001b]52;c;" in out and "\\u202e" in out and "\\u009b" in out
+
+
+def test_output_file_is_safe_too(hostile_peer, tmp_path):
+    out = tmp_path / "r.csv"
+    run = run_findtui(["-q", "--output-format", "csv", "--output", str(out),
+                       hostile_peer.address, str(hostile_peer.port), *KEYS])
+    assert run.returncode == ExitCode.FAILURE_STATUS
+    assert_terminal_safe(out.read_bytes())
+
+
+@pytest.mark.parametrize("name", [b"\x1b]0;x\x07\x1b[1m", b"\x1b]0;x\x07\x9b31m"])
+def test_hostile_implementation_version_name_is_a_clean_failure(name):
+    """pynetdicom refuses it (and logs it, which must be safe too)."""
+    with FaultSCP(hostile_script, implementation_version=name) as scp:
+        run = run_findtui(["-d", scp.address, str(scp.port), *KEYS])
+    assert run.returncode == ExitCode.NETWORK
+    err = assert_terminal_safe(run.stderr)
+    assert "the peer answered with data that is not DICOM" in err
+
+
+# --------------------------------------------------------------------------
+# The pieces
+# --------------------------------------------------------------------------
+
+
+def test_visible_lives_in_the_engine_and_the_table_uses_it():
+    from findtui.widgets import results_table
+
+    assert results_table.visible is visible
+    code = ("import sys, findtui.engine.sanitize, findtui.engine.output, findtui.engine.query; "
+            "sys.exit(any(m in sys.modules for m in ('textual', 'rich')))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_visible_examples():
+    assert visible(f"{ESC}[2J") == "␛[2J"
+    assert visible("\x9b\u202e\U000e0041") == "<U+009B><U+202E><U+E0041>"
+    assert visible("Müller^山田 [b]") == "Müller^山田 [b]"
+
+
+def _record(msg, *args, exc=False):
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError(f"boom {ESC}[2J")
+        except ValueError:
+            exc_info = sys.exc_info()
+    return logging.LogRecord("findtui", logging.ERROR, __file__, 1, msg, args, exc_info)
+
+
+def test_safe_formatter():
+    inner = logging.Formatter("%(levelname).1s: %(message)s")
+    record = _record("value %s", f"a{ESC}]0;t{BEL}\nI: forged")
+    assert SafeFormatter(inner).format(record) == "E: value a␛]0;t␇␊I: forged"
+    assert record.args == (f"a{ESC}]0;t{BEL}\nI: forged",)  # others handlers see it as it was
+    quiet = SafeFormatter(inner).format(_record("failed", exc=True))
+    assert quiet == "E: failed"
+    loud = SafeFormatter(inner, tracebacks=True).format(_record("failed", exc=True))
+    assert loud.startswith("E: failed\nTraceback") and "boom ␛[2J" in loud and ESC not in loud
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.text() | st.integers() | st.none(),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8))
+def test_json_safe_keeps_the_data_and_drops_the_controls(value):
+    text = json_safe(json.dumps(value, ensure_ascii=False))
+    assert json.loads(text) == value
+    assert UNSAFE.search(text) is None and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
