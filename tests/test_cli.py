@@ -287,3 +287,16 @@ def test_python_dash_m_entry_point():
                 "--tls", "--tls-ca", "--tls-cert", "--tls-key"]:
         assert f" {opt}" in r.stdout, opt
     assert Path(sys.executable).exists()
+
+
+def test_reader_closing_the_pipe_early_is_quiet():
+    """`findtui --batch ... | head -2`: exit 0, no traceback from any thread."""
+    with DemoSCP(studies=3000, seed=7) as big:
+        cmd = (f"{sys.executable} -m findtui --batch -S --output-format csv {big.address} "
+               f"{big.port} -k QueryRetrieveLevel=STUDY -k PatientName= | head -2")
+        r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True,
+                           text=True, timeout=120)
+    assert r.stdout.splitlines()[0] == "QueryRetrieveLevel,PatientName"
+    assert len(r.stdout.splitlines()) == 2
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 from io import BytesIO
 
 from pydicom.dataset import Dataset
@@ -477,6 +478,11 @@ class _FindResponse:
     MessageIDBeingRespondedTo: int | None = None
     is_valid_response: bool = True
 
+    # Read by pynetdicom's reactor if one is left in the queue after an early close:
+    # it then ignores the message instead of failing on it.
+    msg_type: ClassVar[str] = "C-FIND"
+    is_valid_request: ClassVar[bool] = False
+
 
 def _parse_command_set(buf: bytes) -> dict[int, bytes] | None:
     """Group 0000 elements of an implicit VR LE command set, by element number; None if malformed."""
@@ -670,6 +676,7 @@ class FindQuery:
         last_message = time.monotonic()
         cancel_deadline: float | None = None
         pending = 0
+        finished = False
         try:
             while True:
                 if cancel_deadline is None and (
@@ -726,10 +733,22 @@ class FindQuery:
                     yield Pending(index=pending, status=status, raw=raw,
                                   transfer_syntax=ts)
                     continue
+                finished = True
                 yield self._final(rsp, ts)
                 return
         finally:
+            if not finished and assoc.is_established:
+                # Closed early (e.g. `| head`, an exception in the consumer): the SCP may
+                # still be sending; a release would wait behind those responses.
+                assoc.abort()
             receiver.uninstall()
+            # Responses left in the queue must not reach pynetdicom's reactor, which
+            # would treat them as requests once it resumes.
+            while True:
+                try:
+                    msg_queue.get_nowait()
+                except queue.Empty:
+                    break
             assoc._reactor_checkpoint.set()
 
     def _final(self, rsp, ts: UID) -> Final:
