@@ -38,6 +38,7 @@ from findtui.engine.query import (
     Pending,
     echo,
 )
+from findtui.engine.sanitize import visible
 from findtui.messages import (
     EchoFinished,
     ExportFinished,
@@ -67,7 +68,7 @@ from findtui.widgets.key_editor import KeyEditor, is_level_key, key_identity, ke
 from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
 from findtui.widgets.query_helpers import QueryHelpers, modality_key_for
-from findtui.widgets.results_table import ResultsTable, visible
+from findtui.widgets.results_table import ResultsTable
 from findtui.widgets.status_line import StatusLine
 
 FAILED_TITLES = {

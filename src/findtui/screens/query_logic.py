@@ -19,7 +19,7 @@ from findtui.engine import output
 from findtui.engine.keys import KeyPathError, build_identifier, parse_key
 from findtui.engine.models import QueryModel
 from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
-from findtui.widgets.results_table import visible
+from findtui.engine.sanitize import visible
 
 SPS = "ScheduledProcedureStepSequence[0]"
 

@@ -29,7 +29,7 @@ from findtui.engine.keys import (
     load_query_file,
     parse_key,
 )
-from findtui.widgets.results_table import visible
+from findtui.engine.sanitize import visible
 
 QR_LEVEL_TAG = 0x00080052
 HINT = "Keyword=value · (gggg,eeee)=value · Seq[0].Keyword=value · Enter adds"

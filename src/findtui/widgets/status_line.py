@@ -9,7 +9,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from findtui.messages import QueryOutcome
-from findtui.widgets.results_table import visible
+from findtui.engine.sanitize import visible
 
 ICONS = {
     "idle": ("·", "$text-muted"),
