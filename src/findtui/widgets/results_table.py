@@ -167,31 +167,22 @@ class ResultsTable(ScrollView, can_focus=True):
         ),
     ]
 
-    class RowSelected(Message):
+    class _RowMessage(Message):
+        def __init__(self, results_table: ResultsTable, source_index: int) -> None:
+            super().__init__()
+            self.results_table = results_table
+            self.source_index = source_index
+            """Index of the row in arrival order (as passed to `add_rows`)."""
+
+        @property
+        def control(self) -> ResultsTable:
+            return self.results_table
+
+    class RowSelected(_RowMessage):
         """Enter (or a double click) on a row."""
 
-        def __init__(self, results_table: ResultsTable, source_index: int) -> None:
-            super().__init__()
-            self.results_table = results_table
-            self.source_index = source_index
-            """Index of the row in arrival order (as passed to `add_rows`)."""
-
-        @property
-        def control(self) -> ResultsTable:
-            return self.results_table
-
-    class CursorMoved(Message):
+    class CursorMoved(_RowMessage):
         """The row under the cursor changed."""
-
-        def __init__(self, results_table: ResultsTable, source_index: int) -> None:
-            super().__init__()
-            self.results_table = results_table
-            self.source_index = source_index
-            """Index of the row in arrival order (as passed to `add_rows`)."""
-
-        @property
-        def control(self) -> ResultsTable:
-            return self.results_table
 
     def __init__(
         self,
