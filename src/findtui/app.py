@@ -5,6 +5,7 @@ benchmark use.
     make_app(request)                          form filled from a FindRequest (CLI options)
     make_app(demo=True)                        embedded demo SCP, form pointed at it
     make_app(request, run_on_start=True)       ...and run the query at once
+    make_app(request, profiles=("pacs", None)) the request came from node profile 'pacs'
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from textual.binding import Binding
 
 from findtui.engine.models import QueryModel
 from findtui.engine.query import FindRequest, Network
+from findtui.screens.profiles import ProfileCommands
 from findtui.screens.query import QueryCommands, QueryScreen
 from findtui.screens.query_logic import build_request_identifier, default_keys
 
@@ -39,19 +41,25 @@ class FindtuiApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "findtui"
-    COMMANDS = App.COMMANDS | {QueryCommands}
+    COMMANDS = App.COMMANDS | {QueryCommands, ProfileCommands}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
+        # Shown in the palette, not the footer: the query screen's footer is full at 80 columns.
+        Binding("f7", "profiles", "Profiles", id="app.profiles", show=False),
+        Binding("f8", "history", "History", id="app.history", show=False),
+        Binding("ctrl+s", "save_as", "Save as", id="app.save_as", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, demo: bool = False,
-                 demo_options: dict | None = None, run_on_start: bool = False) -> None:
+                 demo_options: dict | None = None, run_on_start: bool = False,
+                 profiles: tuple[str | None, str | None] = (None, None)) -> None:
         super().__init__()
         self.initial_request = request
         self.demo_enabled = demo
         self.demo_options = dict(demo_options or {})
         self.demo = None
         self.run_on_start = run_on_start
+        self.initial_profiles = profiles  # (node, query) profile names the request came from
         self.show_timing = os.environ.get(STATIC_STATUS_ENV, "") in ("", "0")
         self.export_folder: Path | None = None
 
@@ -61,6 +69,44 @@ class FindtuiApp(App):
             request = self._start_demo(request)
         self.push_screen(QueryScreen(request, run_on_start=self.run_on_start))
         self.call_after_refresh(_freeze_startup_heap)
+        self.call_after_refresh(self._profiles_start)
+
+    def _profiles_start(self) -> None:
+        from findtui.screens.profiles import check_store, tracker_of
+
+        problem = check_store(self)  # a corrupt profiles file: say so, start anyway
+        tracker = tracker_of(self)
+        node, query = self.initial_profiles
+        if problem is None and (node or query):  # --profile / --query: the form came from them
+            from findtui.engine.profiles import ProfileError
+
+            try:
+                profiles = self.profile_store.load()
+                tracker.node = profiles.nodes.get(node) if node else None
+                tracker.query = profiles.queries.get(query) if query else None
+            except ProfileError:
+                pass
+        tracker.mark(self.query_screen)  # the form as it starts: nothing unsaved
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("profiles", "history", "save_as"):
+            return isinstance(self.screen, QueryScreen)
+        return True
+
+    def action_profiles(self) -> None:
+        from findtui.screens.profiles import open_profiles
+
+        open_profiles(self.query_screen)
+
+    def action_history(self) -> None:
+        from findtui.screens.history import open_history
+
+        open_history(self.query_screen)
+
+    def action_save_as(self) -> None:
+        from findtui.screens.profiles import save_form_as
+
+        save_form_as(self.query_screen)
 
     def _start_demo(self, request: FindRequest | None) -> FindRequest:
         from findtui.engine.demo import DemoSCP
@@ -96,6 +142,22 @@ class FindtuiApp(App):
             self.demo = None
 
     async def action_quit(self) -> None:
+        from findtui.screens.profiles import ConfirmScreen, tracker_of
+
+        try:
+            edits = tracker_of(self).unsaved_profile_edits(self.query_screen)
+        except Exception:  # noqa: BLE001 - never let the check stop a quit
+            edits = []
+        if edits and not isinstance(self.screen, ConfirmScreen):
+            def done(ok: bool | None) -> None:
+                if ok:
+                    self._stop_everything()
+                    self.exit()
+
+            self.push_screen(ConfirmScreen(
+                f"The form has changes not saved to the {' and the '.join(edits)} "
+                "(Ctrl+S saves).", "Quit without saving?", yes="Quit", no="Stay"), done)
+            return
         self._stop_everything()
         self.exit()
 
@@ -106,6 +168,8 @@ class FindtuiApp(App):
 
 
 def make_app(request: FindRequest | None = None, *, demo: bool = False,
-             demo_options: dict | None = None, run_on_start: bool = False) -> FindtuiApp:
+             demo_options: dict | None = None, run_on_start: bool = False,
+             profiles: tuple[str | None, str | None] = (None, None)) -> FindtuiApp:
     """The app: the CLI's ``findtui`` / ``findtui addr port -k ...`` / ``findtui --demo``."""
-    return FindtuiApp(request, demo=demo, demo_options=demo_options, run_on_start=run_on_start)
+    return FindtuiApp(request, demo=demo, demo_options=demo_options, run_on_start=run_on_start,
+                      profiles=profiles)

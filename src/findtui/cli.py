@@ -511,7 +511,9 @@ def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     setup_logging("q", None)
     from findtui.app import make_app
 
-    make_app(request, demo=args.demo).run()
+    make_app(request, demo=args.demo,
+             profiles=(getattr(args, "node_profile", None),
+                       getattr(args, "query_profile", None))).run()
     return ExitCode.OK
 
 

@@ -74,10 +74,13 @@ class QueryOutcome:
 class QueryFinished(QueryMessage):
     """The run is over: every RowsReceived of this run was posted before this."""
 
-    def __init__(self, run_id: int, outcome: QueryOutcome, received: int) -> None:
+    def __init__(self, run_id: int, outcome: QueryOutcome, received: int,
+                 last_event: object = None) -> None:
         super().__init__(run_id)
         self.outcome = outcome
         self.received = received
+        # The engine's Final, AssociationFailed or Fault that ended the run (for the history).
+        self.last_event = last_event
 
 
 class EchoFinished(Message):

@@ -48,6 +48,7 @@ from findtui.messages import (
     QueryOutcome,
     RowsReceived,
 )
+from findtui.screens.history import record_run
 from findtui.screens.query_logic import (
     DrillDownError,
     RowBatcher,
@@ -515,6 +516,7 @@ class QueryScreen(Screen):
         received = 0
         final_seen = False
         outcome: QueryOutcome | None = None
+        last_event = None
         try:
             for event in query.events():
                 if isinstance(event, Pending):
@@ -537,6 +539,7 @@ class QueryScreen(Screen):
                     batcher.log([f"I: Sent C-CANCEL after {event.after} responses"])
                 elif isinstance(event, Final):
                     final_seen = True
+                    last_event = event  # the run's end, for the history
                     prefix = {"failure": "E: ", "warning": "W: "}.get(event.category, "I: ")
                     batcher.log([prefix + visible(line) for line in output.final_lines(event)])
                     detail = event.error_comment or ""
@@ -546,10 +549,12 @@ class QueryScreen(Screen):
                         detail = f"{detail} · offending {tags}".strip(" ·")
                     outcome = QueryOutcome(event.category, event.name, detail)
                 elif isinstance(event, AssociationFailed):
+                    last_event = event
                     batcher.log(["E: " + visible(event.message)])
                     outcome = QueryOutcome("network", FAILED_TITLES.get(event.kind, "Failed"),
                                            event.message)
                 elif isinstance(event, Fault):
+                    last_event = event
                     batcher.log(["E: " + visible(event.message)])
                     category = "cancel" if query.cancel_requested else "network"
                     outcome = QueryOutcome(category, FAULT_TITLES.get(event.kind, "Failed"),
@@ -563,7 +568,7 @@ class QueryScreen(Screen):
             batcher.close()
         if outcome is None:
             outcome = QueryOutcome("failure", "No final status", "the query ended without one")
-        post(QueryFinished(run_id, outcome, received))
+        post(QueryFinished(run_id, outcome, received, last_event))
 
     @on(RowsReceived)
     def _rows_received(self, message: RowsReceived) -> None:
@@ -612,6 +617,7 @@ class QueryScreen(Screen):
         level = self._level
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
+        record_run(self, message)
         self.refresh_bindings()
         if message.outcome.category in ("network", "failure"):
             self.notify(visible(message.outcome.detail or message.outcome.title),

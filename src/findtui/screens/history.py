@@ -1,0 +1,251 @@
+"""The run history in the TUI: every run is recorded (as the CLI's are), and the
+history screen re-runs an entry or loads it into the form.
+
+The history file is the engine's (findtui.engine.profiles.History): one JSON
+object a line, bounded; unreadable lines are skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from findtui.engine.keys import KeyPathError
+from findtui.engine.profiles import (
+    MODEL_NAMES,
+    History,
+    HistoryEntry,
+    ProfileError,
+)
+from findtui.engine.sanitize import visible
+from findtui.screens.profiles import (
+    confirm_then,
+    notify_error,
+    store_of,
+    tracker_of,
+)
+
+if TYPE_CHECKING:
+    from findtui.messages import QueryFinished
+    from findtui.screens.query import QueryScreen
+
+OUTCOME_ICON = {"success": "✔", "warning": "▲", "cancel": "■"}
+
+
+def record_run(screen: QueryScreen, message: QueryFinished) -> None:
+    """Add a finished TUI run to the history (on a thread; a failure is only logged)."""
+    level = screen._level
+    if level is None:
+        return
+    request = level.request
+    tracker = tracker_of(screen.app)
+    node, query = tracker.names_for(request)
+    prefix = []
+    if request.model.levels:
+        prefix = [k for k in _identifier_keys(request) if k.startswith("QueryRetrieveLevel=")]
+    entry = HistoryEntry.from_run(request, results=message.received,
+                                  last_event=getattr(message, "last_event", None),
+                                  node=node, query=query, source="tui",
+                                  keys=prefix + list(level.keys))
+    history = store_of(screen.app).history
+    _mark_ran_form(screen, tracker, request)
+
+    def append() -> None:
+        try:
+            history.append(entry)
+        except (OSError, ProfileError) as exc:
+            text = visible(f"The run was not recorded in the history: {exc}")
+            screen.app.call_from_thread(_log_warning, screen, text)
+
+    screen.run_worker(append, thread=True, group="history", exit_on_error=False)
+
+
+def _mark_ran_form(screen: QueryScreen, tracker, request) -> None:
+    """A form just run is in the history, so loading over it loses nothing: it counts as
+    saved (except against a loaded profile, whose edits are still not in the profile)."""
+    try:
+        current = screen.build_request()
+    except Exception:  # noqa: BLE001 - a half-edited form: simply not marked
+        return
+    if tracker.node is None and current.network == request.network:
+        tracker.mark(screen, query=False)
+    if tracker.query is None and (current.model, current.identifier, current.ext_neg) == (
+            request.model, request.identifier, request.ext_neg):
+        tracker.mark(screen, network=False)
+
+
+def _identifier_keys(request) -> list[str]:
+    from findtui.engine.keys import dataset_to_keys
+
+    return dataset_to_keys(request.identifier)
+
+
+def _log_warning(screen: QueryScreen, text: str) -> None:
+    from textual.widgets import Log
+
+    screen.query_one("#log", Log).write_line("W: " + text)
+    screen.notify(text, title="History", severity="warning", timeout=6)
+
+
+def short_time(iso: str) -> str:
+    """'2026-11-26T11:32:48+00:00' -> '2026-11-26 11:32'."""
+    return iso[:16].replace("T", " ")
+
+
+def peer_label(entry: HistoryEntry) -> str:
+    return entry.node or f"{entry.address}:{entry.port}"
+
+
+def shown_keys(entry: HistoryEntry) -> str:
+    """The keys, the level first ('STUDY: PatientName=DOE* StudyDate=')."""
+    level = [k.split("=", 1)[1] for k in entry.keys if k.startswith("QueryRetrieveLevel=")]
+    rest = [k for k in entry.keys if not k.startswith("QueryRetrieveLevel=")]
+    return visible((f"{level[-1]}: " if level else "") + (" ".join(rest) or "(no keys)"))
+
+
+class HistoryScreen(Screen):
+    """Past runs, newest first: Enter runs one again, l loads it into the form."""
+
+    DEFAULT_CSS = """
+    HistoryScreen {
+        layout: vertical;
+        & #history-title, #history-keys { height: 1; padding: 0 1; background: $panel; }
+        & #history-table { height: 1fr; scrollbar-size-vertical: 1; }
+    }
+    """
+
+    BINDINGS = [
+        Binding("r,enter", "rerun", "Run again", id="history.rerun"),
+        Binding("l", "load", "Load into form", id="history.load"),
+        Binding("escape,q", "close", "Back", id="history.close"),
+    ]
+
+    def __init__(self, history: History, *,
+                 on_choose: Callable[[HistoryEntry, bool], None] | None = None) -> None:
+        super().__init__()
+        self.history = history
+        self.on_choose = on_choose
+        self.entries: list[HistoryEntry] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="history-title")
+        yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="history-keys")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.entries = list(reversed(self.history.entries()))
+        n = len(self.entries)
+        self.query_one("#history-title", Static).update(Text.assemble(
+            ("History", "bold"), f" · {n} run{'' if n == 1 else 's'} · ",
+            (visible(str(self.history.path)), "dim")))
+        table = self.query_one(DataTable)
+        table.add_columns("Time", "Node", "Model", "Results", "Status", "Keys")
+        for i, e in enumerate(self.entries):
+            status = Text(f"{OUTCOME_ICON.get(e.outcome, '✖')} {visible(e.status)}")
+            table.add_row(
+                Text(short_time(e.time)),
+                Text(visible(peer_label(e))),
+                Text(MODEL_NAMES[e.model] + (f" [{visible(e.query)}]" if e.query else "")),
+                Text(f"{e.results:>7,}"),
+                status,
+                Text(shown_keys(e)),
+                key=str(i),
+            )
+        if not self.entries:
+            self.query_one("#history-keys", Static).update(
+                Text("No runs yet: every query run here or with findtui --batch is recorded.",
+                     style="italic"))
+        table.focus()
+        self._show_keys()
+
+    def _selected(self) -> HistoryEntry | None:
+        table = self.query_one(DataTable)
+        if not self.entries or table.cursor_row is None or table.cursor_row >= len(self.entries):
+            return None
+        return self.entries[table.cursor_row]
+
+    @on(DataTable.RowHighlighted)
+    def _show_keys(self) -> None:
+        entry = self._selected()
+        if entry is None:
+            return
+        self.query_one("#history-keys", Static).update(Text.assemble(
+            (visible(entry.called_aet), "bold"), " · ", shown_keys(entry)))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("rerun", "load"):
+            return self._selected() is not None or None
+        return True
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_rerun()
+
+    def _choose(self, run: bool) -> None:
+        entry = self._selected()
+        if entry is None or self.on_choose is None:
+            return
+        on_choose = self.on_choose
+        self.dismiss()
+        on_choose(entry, run)
+
+    def action_rerun(self) -> None:
+        self._choose(True)
+
+    def action_load(self) -> None:
+        self._choose(False)
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+
+def use_entry(screen: QueryScreen, entry: HistoryEntry, run: bool) -> None:
+    """Load a history entry into the form (through its node profile, if still saved),
+    and run it when ``run``."""
+    app = screen.app
+    store = store_of(app)
+    tracker = tracker_of(app)
+    node = query = None
+    try:
+        profiles = store.load()
+        node = profiles.nodes.get(entry.node) if entry.node else None
+        query = profiles.queries.get(entry.query) if entry.query else None
+    except ProfileError:
+        pass  # the history works without profiles
+    try:
+        request = entry.find_request(node)
+    except KeyPathError as exc:
+        notify_error(app, exc, "Cannot load the entry")
+        return
+    edits = []
+    if tracker.network_edited(screen):
+        edits.append("network settings")
+    if tracker.query_edited(screen):
+        edits.append("query")
+
+    def load() -> None:
+        screen.fill_form(request)
+        tracker.node, tracker.query = node, query
+        tracker.mark(screen)
+        if run:
+            screen.action_run()
+        else:
+            screen.notify("Loaded the run from the history: F5 runs it", timeout=3)
+
+    confirm_then(screen, edits, load)
+
+
+def open_history(screen: QueryScreen) -> None:
+    from functools import partial
+
+    screen.app.push_screen(HistoryScreen(store_of(screen.app).history,
+                                         on_choose=partial(use_entry, screen)))
