@@ -30,6 +30,7 @@ from findtui.engine.query import Final, FindRequest, Network
 from findtui.screens.history import HistoryScreen
 from findtui.screens.profiles import ConfirmScreen, NameScreen, ProfilesScreen
 from findtui.widgets.key_editor import KeyEditor
+from findtui.widgets.model_form import ModelForm
 from findtui.widgets.results_table import ResultsTable
 
 SIZE = (80, 24)
@@ -208,6 +209,26 @@ async def test_the_command_palette_loads_a_saved_node():
         screen = app.query_screen
         assert screen.query_one("#net-port", Input).value == "4104"
         assert screen.query_one("#net-called", Input).value == "PACS"
+
+
+@sync
+async def test_a_node_profiles_default_model_is_applied():
+    Store().save(NodeProfile("ris", "10.0.0.2", 4105, called_aet="RIS",
+                             model=QueryModel.WORKLIST))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.query_screen.query_one(ModelForm).model is QueryModel.STUDY
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Use node: ris")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.query_screen
+        assert screen.query_one(ModelForm).model is QueryModel.WORKLIST
+        keys = screen.query_one(KeyEditor).keys
+        assert any(k.startswith("ScheduledProcedureStepSequence[0].") for k in keys), keys
 
 
 # --- query profiles -------------------------------------------------------------

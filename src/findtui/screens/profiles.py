@@ -154,9 +154,14 @@ def notify_error(app, exc: Exception, title: str) -> None:
 # --- loading into the query form ----------------------------------------------
 
 
-def load_node(screen: QueryScreen, node: NodeProfile) -> None:
+def load_node(screen: QueryScreen, node: NodeProfile, apply_model: bool = True) -> None:
     network = node.network()
     screen.query_one(NetworkForm).fill(network)
+    model_form = screen.query_one(ModelForm)
+    if apply_model and node.model is not None and node.model is not model_form.model:
+        # The node's default model; a query profile loaded with it sets its own instead.
+        model_form.fill(node.model, None)
+        model_form.post_message(ModelForm.Changed(model_form.model, model_form.level))
     base = screen._base
     if base is None:
         base = FindRequest(network=network, identifier=Dataset())
@@ -172,7 +177,7 @@ def load_query(screen: QueryScreen, query: QueryProfile, node: NodeProfile | Non
     request = FindRequest(network=network, identifier=query.identifier(), model=query.model,
                           ext_neg=query.ext_neg)
     if node is not None:
-        load_node(screen, node)
+        load_node(screen, node, apply_model=False)
     screen._fill_query(request)
     tracker = tracker_of(screen.app)
     tracker.query = query
