@@ -273,14 +273,11 @@ MID_QUERY = {
 def test_mid_query_fault_cli_keeps_responses(name, fmt, tmp_path):
     fault, _, fragments = MID_QUERY[name]
     with FaultSCP(three_then(fault)) as scp:
-        started = time.monotonic()
         run = cli(scp, tmp_path, "-td", "1", fmt=fmt)
-        elapsed = time.monotonic() - started
     assert run.returncode == ExitCode.NETWORK, run.err
     assert_no_traceback(run)
     one_line(run, *fragments)
     assert kept(tmp_path, fmt) == (["P0", "P1", "P2"], ["P0", "P1", "P2"])
-    assert elapsed < 15  # detected at once, not after some other timeout
     assert not scp.errors
 
 
@@ -301,9 +298,8 @@ def test_mid_query_fault_with_pynetdicom_receiver(caplog):
     not kill its thread (and leave the query waiting for the DIMSE timeout)."""
     caplog.set_level(logging.DEBUG, logger="pynetdicom")
     with FaultSCP(three_then(_bad_command_set)) as scp:
-        started = time.monotonic()
         events = engine_events(scp, dimse_timeout=10)
-    assert time.monotonic() - started < 5
+    # "protocol", not "timeout": detected when it happened, not after -td ran out
     assert isinstance(events[-1], Fault) and events[-1].kind == "protocol"
     assert sum(isinstance(e, Pending) for e in events) == 3
 
@@ -473,9 +469,7 @@ def test_peer_ignoring_cancel_is_aborted(tmp_path, quiet_pynetdicom):
         find = FindQuery(FindRequest(Network(scp.address, scp.port), query(), cancel_after=2,
                                       cancel_grace=0.5))
         events = list(find.events())
-        started = time.monotonic()
         run = cli(scp, tmp_path, "--cancel", "1")
-        elapsed = time.monotonic() - started
     assert [type(e) for e in events[:4]] == [Associated, Pending, Pending, CancelSent]
     assert isinstance(events[-1], Fault) and events[-1].kind == "cancel-timeout"
     assert run.returncode == ExitCode.CANCELLED, run.err
@@ -484,7 +478,6 @@ def test_peer_ignoring_cancel_is_aborted(tmp_path, quiet_pynetdicom):
     ids, rows = kept(tmp_path)  # what came after the C-CANCEL is kept too
     assert ids == rows == [f"P{i}" for i in range(len(ids))] and len(ids) > 1
     assert f"association aborted after {len(ids)} responses" in line
-    assert elapsed < 12
 
 
 # --------------------------------------------------------------------------
