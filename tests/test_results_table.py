@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import sys
 import unicodedata
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
 from rich.cells import cell_len
@@ -24,14 +20,7 @@ from findtui.widgets.results_table import (
 )
 
 
-def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in its own event loop (no pytest async plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
+from pilot import sync as pilot_test  # noqa: E402
 
 
 COLUMNS = ["PatientName", "PatientID", "ScheduledProcedureStepSequence[0].Modality"]

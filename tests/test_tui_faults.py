@@ -9,11 +9,8 @@ pynetdicom SCP (tests/faultscp.pynetdicom_scp) and the raw-socket FaultSCP.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import re
 import socket
-import time
 
 import pytest
 from pydicom.dataset import Dataset
@@ -30,6 +27,8 @@ from findtui.widgets.status_line import StatusLine
 
 # pydicom warns about the hostile values (raw, in pytest's summary): the TUI never shows those.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+from pilot import sync, wait_for  # noqa: E402
 
 SIZE = (80, 24)
 ESC, BEL = "\x1b", "\x07"
@@ -50,20 +49,8 @@ VISIBLE_FORMS = ["A␛[31mRED␛[0m␇", "␛]0;pwned␇", "␛]52;c;ZWNobw==␇
 KEYS = ["QueryRetrieveLevel=PATIENT", "PatientName=", "PatientID=", "PatientComments="]
 
 
-def sync(test):
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
-async def wait_for(pilot, predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def app_for(address: str, port: int, called: str = "ANY-SCP", **network):

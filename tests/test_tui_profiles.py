@@ -7,10 +7,7 @@ store and history the app sees are the test's own.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import functools
-import time
 from pathlib import Path
 
 import pytest
@@ -33,25 +30,13 @@ from findtui.widgets.key_editor import KeyEditor
 from findtui.widgets.model_form import ModelForm
 from findtui.widgets.results_table import ResultsTable
 
+from pilot import sync, wait_for  # noqa: E402
+
 SIZE = (80, 24)
 
 
-def sync(test):
-    """Run an async test body in its own event loop (no async pytest plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
-async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def type_into(pilot, selector: str, text: str) -> None:

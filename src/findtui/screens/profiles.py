@@ -24,7 +24,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from findtui.screens.commands import CommandListProvider
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
@@ -828,7 +828,7 @@ def open_profiles(screen: QueryScreen) -> None:
                                           on_use=partial(use_profile, screen)))
 
 
-class ProfileCommands(Provider):
+class ProfileCommands(CommandListProvider):
     """Command palette entries: profiles, save as, history, and each saved profile."""
 
     def _commands(self) -> list[tuple[str, object, str]]:
@@ -854,14 +854,3 @@ class ProfileCommands(Provider):
                                  partial(use_profile, screen, kind, name),
                                  f"Load the saved {kind} profile into the form"))
         return commands
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)

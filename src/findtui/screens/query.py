@@ -15,7 +15,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from findtui.screens.commands import CommandListProvider
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
@@ -104,7 +104,7 @@ class ResultLevel:
     row_title: str = ""  # the row drilled into from this level
 
 
-class QueryCommands(Provider):
+class QueryCommands(CommandListProvider):
     """Command palette entries for the query screen's actions."""
 
     def _commands(self) -> list[tuple[str, object, str]]:
@@ -112,17 +112,6 @@ class QueryCommands(Provider):
         if not isinstance(screen, QueryScreen):
             return []
         return screen.palette_commands()
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
 
 
 class QueryResults(ResultsTable):
