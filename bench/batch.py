@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import peers  # noqa: E402
 
-from findtui.engine.demo import DemoSCP  # noqa: E402
+from findtui.demo import DemoSCP  # noqa: E402
 
 KEYS = [
     "QueryRetrieveLevel=STUDY", "PatientName=", "PatientID=", "StudyDate=",

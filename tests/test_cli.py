@@ -15,7 +15,7 @@ import pytest
 from pydicom import dcmread
 
 from findtui.cli import ExitCode, main
-from findtui.engine.demo import DemoSCP
+from findtui.demo import DemoSCP
 
 STUDY_KEYS = [
     "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientName=", "-k", "PatientID=",

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from findtui.cli import ExitCode, main
-from findtui.engine.demo import DemoSCP
-from findtui.engine.profiles import History, Store
+from findtui.demo import DemoSCP
+from findtui.config.history import History
+from findtui.config.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_history_that_cannot_be_written_never_fails_the_query(demo, findtui_conf
 
 
 def test_history_stays_bounded(demo, findtui_config_dir):
-    from findtui.engine.profiles import HISTORY_LIMIT
+    from findtui.config.history import HISTORY_LIMIT
 
     line = json.dumps({"time": "2024-01-01T00:00:00+00:00", "address": "h", "port": 1,
                        "called_aet": "A", "calling_aet": "B", "model": "patient", "keys": [],
@@ -228,9 +229,9 @@ def test_list_show_rename_duplicate_remove(capsys):
 
 def test_add_rejects_bad_values_and_existing_names(capsys, findtui_config_dir):
     code, _, err = profiles(capsys, "add", "x", "h", "70000")
-    assert code == ExitCode.BAD_INPUT and "port 70000 is out of range" in err
+    assert code == ExitCode.BAD_INPUT and "port must be an integer from 1 to 65535, not 70000" in err
     code, _, err = profiles(capsys, "add", "x", "h", "104", "-aec", "A" * 17)
-    assert code == ExitCode.BAD_INPUT and "longer than 16" in err
+    assert code == ExitCode.BAD_INPUT and "-aec must be an AE title: 1 to 16" in err
     code, _, err = profiles(capsys, "add", "x", "h", "104", "--tls-ca", "ca.pem")
     assert code == ExitCode.USAGE and "need --tls" in err
     code, _, err = profiles(capsys, "add-query", "q", "-W", "-k", "PatientName=",
@@ -242,9 +243,9 @@ def test_add_rejects_bad_values_and_existing_names(capsys, findtui_config_dir):
     assert profiles(capsys, "add", "x", "h", "104")[0] == 0
     code, _, err = profiles(capsys, "add", "x", "other", "105")
     assert code == ExitCode.BAD_INPUT and "already exists" in err and "--replace" in err
-    assert Store().get_node("x").address == "h"
+    assert Store().get_node("x").network.address == "h"
     assert profiles(capsys, "add", "x", "other", "105", "--replace")[0] == 0
-    assert Store().get_node("x").address == "other"
+    assert Store().get_node("x").network.address == "other"
     assert profiles(capsys, "bogus")[0] == ExitCode.USAGE
 
 

@@ -24,8 +24,8 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import Verification
 
-from findtui.engine import demo as demo_mod
-from findtui.engine.demo import (
+from findtui.demo import scp as demo_mod
+from findtui.demo.scp import (
     P_CS,
     P_ID,
     P_NAME,
@@ -735,7 +735,7 @@ def test_scp_association_setup(scp: DemoSCP) -> None:
 
 
 def test_no_textual_or_rich() -> None:
-    code = ("import sys, findtui.engine.demo; "
+    code = ("import sys, findtui.demo; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -748,7 +748,7 @@ def test_no_textual_or_rich() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_main_serves_until_signal(sig) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "findtui.engine.demo", "--port", "0", "--patients", "4",
+        [sys.executable, "-m", "findtui.demo", "--port", "0", "--patients", "4",
          "--studies", "9", "--seed", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -781,7 +781,7 @@ def test_main_serves_until_signal(sig) -> None:
 def test_main_reports_busy_port() -> None:
     with DemoSCP(patients=1) as demo:
         proc = subprocess.run(
-            [sys.executable, "-m", "findtui.engine.demo", "--port", str(demo.port)],
+            [sys.executable, "-m", "findtui.demo", "--port", str(demo.port)],
             capture_output=True, text=True, timeout=60,
         )
     assert proc.returncode == 1

@@ -117,8 +117,10 @@ def network(peer, called_aet: str | None = None, calling_aet: str = "FINDTUI-TES
                    dimse_timeout=30, network_timeout=15)
 
 
-def engine_find(peer, model: QueryModel, keys, **kwargs) -> Outcome:
-    request = FindRequest(network(peer), build_identifier(keys), model, **kwargs)
+def engine_find(peer, model: QueryModel, keys, transfer_syntax: str | None = None,
+                **kwargs) -> Outcome:
+    net = network(peer).replace(transfer_syntax=transfer_syntax)
+    request = FindRequest(net, build_identifier(keys), model, **kwargs)
     return Outcome(list(FindQuery(request).events()))
 
 
@@ -557,7 +559,7 @@ def test_transfer_syntax_only_another_fails_cleanly(single_ts_peer, tmp_path):
     assert not list(tmp_path.glob("rsp*.dcm"))
     # engine: each other syntax alone gives AssociationFailed('no-context'), nothing else
     for other in others:
-        outcome = engine_find(single_ts_peer, S, TS_KEYS, transfer_syntaxes=(UID(other),))
+        outcome = engine_find(single_ts_peer, S, TS_KEYS, transfer_syntax=CLI_TS_NAMES[other])
         assert len(outcome.events) == 1, (other, outcome.events)
         failed = outcome.events[0]
         assert isinstance(failed, AssociationFailed)

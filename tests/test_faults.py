@@ -131,7 +131,7 @@ REJECTION_TEXT = {
                                  "-aec"),
     "permanent-user-context-name": ("application context name not supported",
                                     "may not be a DICOM SCP"),
-    "permanent-user-calling-aet": ("calling AE title not recognised", "'FINDSCU' (-aet)"),
+    "permanent-user-calling-aet": ("calling AE title not recognised", "'FINDSCU'"),
     "permanent-user-called-aet": ("called AE title not recognised", "(-aec)"),
     "transient-user-no-reason": ("rejected (transient) by the service user", "try again later"),
     "permanent-acse-no-reason": ("by the service provider (ACSE): no reason given", "-aet"),
@@ -151,6 +151,8 @@ def test_rejection_cli(name, tmp_path):
     what, hint = REJECTION_TEXT[name]
     line = one_line(run, what)
     assert hint in line and line.startswith(f"127.0.0.1:{scp.port}: association")
+    if name == "permanent-user-calling-aet":
+        assert line.endswith("(-aet)")
     assert not list((tmp_path / "rsp").iterdir())
 
 
@@ -168,7 +170,8 @@ def test_rejection_by_a_real_scp_calling_aet(tmp_path):
         run = cli(peer, tmp_path, "-aet", "STRANGER")
     assert run.returncode == ExitCode.NETWORK
     assert_no_traceback(run)
-    assert "'STRANGER' (-aet)" in one_line(run, "calling AE title not recognised")
+    line = one_line(run, "calling AE title not recognised")
+    assert "'STRANGER'" in line and line.endswith("(-aet)")
 
 
 def test_connection_refused(tmp_path, quiet_pynetdicom):
@@ -191,20 +194,23 @@ def test_unresolvable_host(tmp_path, quiet_pynetdicom):
     assert [(type(e), e.kind) for e in events] == [(AssociationFailed, "unreachable")]
 
 
-@pytest.mark.parametrize("behaviour,kind,fragments", [
-    ("garbage", "aborted", ("not DICOM", "Unknown PDU type", "--tls")),
-    ("close", "aborted", ("aborted the association request", "--tls")),
-    ("hang", "timeout", ("no answer to the association request within 1 s (-ta)",)),
+@pytest.mark.parametrize("behaviour,kind,fragments,flags", [
+    ("garbage", "aborted", ("not DICOM", "Unknown PDU type", "turn TLS on"), "(--tls)"),
+    ("close", "aborted", ("aborted the association request", "turn TLS on"), "(--tls)"),
+    ("hang", "timeout", ("no answer to the association request within 1 s",
+                         "raise the ACSE timeout"), "(-ta, --tls)"),
 ])
-def test_broken_association_request(behaviour, kind, fragments, tmp_path, quiet_pynetdicom):
+def test_broken_association_request(behaviour, kind, fragments, flags, tmp_path,
+                                    quiet_pynetdicom):
     with FaultSCP(on_associate=behaviour) as scp:
         run = cli(scp, tmp_path, "-ta", "1")
         events = engine_events(scp, acse_timeout=1)
     assert run.returncode == ExitCode.NETWORK
     assert_no_traceback(run)
-    one_line(run, *fragments)
+    assert one_line(run, *fragments).endswith(flags)  # the CLI names its options
     assert [(type(e), e.kind) for e in events] == [(AssociationFailed, kind)]
     assert all(f in events[0].message for f in fragments)
+    assert " -" not in events[0].message  # the engine's words name no option
 
 
 # --------------------------------------------------------------------------
@@ -264,7 +270,7 @@ MID_QUERY = {
     "bad-pdv-length": (_bad_pdv_length, "protocol", ("not a valid DICOM message",)),
     "bad-command-set": (_bad_command_set, "protocol", ("not a valid DICOM message",)),
     "unexpected-message": (_unexpected_message, "protocol", ("unexpected C-STORE message after 3",)),
-    "hang": (Session.hang, "timeout", ("no response within the DIMSE timeout (1 s, -td) after 3",)),
+    "hang": (Session.hang, "timeout", ("no response within the DIMSE timeout (1 s) after 3",)),
 }
 
 
@@ -350,7 +356,10 @@ def test_failure_status_with_comment_and_offending_element(status, name, advice,
     assert isinstance(final, Final) and final.status == status and final.category == "failure"
     assert final.error_comment == "Query too broad"
     assert final.offending_element == (0x00100010, 0x00100020)
-    assert advice in final.advice
+    if advice.startswith("-"):  # an option: the CLI's words; the engine names the setting
+        assert "-P" not in final.advice and "model" in final.settings
+    else:
+        assert advice in final.advice
 
 
 def test_ff01_pendings(tmp_path):
@@ -581,3 +590,17 @@ def test_large_and_deep_sequences(tmp_path):
     assert len(ds.OtherPatientIDsSequence) == 3000
     identifier = [e for e in events if isinstance(e, Pending)][0].identifier
     assert len(identifier.OtherPatientIDsSequence) == 3000
+    # The 12 nested ReferencedStudySequence levels arrive whole, LEAF at the bottom,
+    # in the JSON output, in the rsp file and in the engine's identifier.
+    node = row
+    for depth in range(12):
+        items = node.get("00081110", {}).get("Value")
+        assert items is not None and len(items) == 1, f"JSON sequence level {depth + 1} missing"
+        node = items[0]
+    assert node["00100020"]["Value"] == ["LEAF"]
+    for deep in (ds, identifier):
+        for depth in range(12):
+            assert len(deep.ReferencedStudySequence) == 1, f"level {depth + 1}"
+            deep = deep.ReferencedStudySequence[0]
+        assert deep.PatientID == "LEAF"
+        assert "ReferencedStudySequence" not in deep

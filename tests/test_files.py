@@ -94,7 +94,7 @@ def test_full_disk_rsp_files_tmpfs(tmp_path):
     assert r.returncode == ExitCode.OUTPUT, r.err[-3000:]
     assert_no_traceback(r)
     line = next(x for x in r.error_lines() if "No space left on device" in x)
-    assert "free some space or choose another folder with -od" in line
+    assert "free some space or choose another folder (-od)" in line
     assert 2 <= len(ids) < 40 and ids == [f"P{i}" for i in range(len(ids))]
     assert csv_ids(tmp_path / "out.csv") == ids  # nothing lost, nothing half-written
     assert scp.cancels == 1 and "0xFE00 (Cancel)" in r.err  # the query was cancelled
@@ -159,7 +159,7 @@ def test_engine_disk_full_keeps_earlier_files_and_removes_the_cut_one(tmp_path, 
         def close(self):
             self.fp.close()
 
-    monkeypatch.setattr(output, "open", Full, raising=False)
+    monkeypatch.setattr(output.files, "open", Full, raising=False)
     with pytest.raises(output.OutputError, match="No space left on device; free some space"):
         writer.write(_pending(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rsp000001.dcm"]
@@ -212,7 +212,7 @@ def test_read_only_folder_is_refused_before_querying(tmp_path):
         r = run(scp, "-w", "-od", str(folder))
     assert r.returncode == ExitCode.OUTPUT
     assert_no_traceback(r)
-    assert any("is not writable; choose another with -od" in x for x in r.error_lines())
+    assert any("is not writable; choose another (-od)" in x for x in r.error_lines())
     assert scp.associations == 0
 
 
@@ -275,7 +275,7 @@ def test_hard_link_is_not_overwritten(tmp_path, victim):
         r = run(scp, "-w", "-od", str(tmp_path / "rsp"), "--overwrite")
     assert r.returncode == ExitCode.OUTPUT
     assert victim.read_bytes() == b"precious"
-    assert any("not a plain file of its own" in x for x in r.error_lines())
+    assert any("is a hard link to another file; not overwritten" in x for x in r.error_lines())
 
 
 def test_overwrite_replaces_only_its_own_files(tmp_path):

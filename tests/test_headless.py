@@ -1,21 +1,26 @@
-"""The engine never imports textual or rich: proven in a fresh interpreter, and by import-linter."""
+"""The headless packages (engine, config, demo) never import textual or rich: proven in a
+fresh interpreter, and by import-linter, whose contracts also forbid import cycles between
+findtui's modules and keep the CLI and the engine out of each other's way."""
 
 import pkgutil
 import shutil
 import subprocess
 import sys
 
+import findtui.config
+import findtui.demo
 import findtui.engine
 
 ENGINE_MODULES = sorted(
-    f"findtui.engine.{m.name}" for m in pkgutil.iter_modules(findtui.engine.__path__)
+    f"{pkg.__name__}.{m.name}" for pkg in (findtui.engine, findtui.config, findtui.demo)
+    for m in pkgutil.iter_modules(pkg.__path__)
 )
 
 
 def test_engine_modules_found():
-    assert {"findtui.engine.query", "findtui.engine.keys", "findtui.engine.output"} <= set(
-        ENGINE_MODULES
-    )
+    assert {"findtui.engine.query", "findtui.engine.keys", "findtui.engine.output",
+            "findtui.engine.run", "findtui.engine.network", "findtui.config.store",
+            "findtui.config.history", "findtui.demo.scp"} <= set(ENGINE_MODULES)
 
 
 def test_engine_does_not_load_textual_or_rich():
@@ -36,3 +41,17 @@ def test_import_linter_contract():
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     out = subprocess.run([lint], capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_no_import_cycles_between_findtui_modules():
+    """Screens that import each other in a circle (history -> profiles -> query -> history)
+    are how private attributes start being shared; grimp (import-linter's graph) finds any."""
+    import grimp
+
+    graph = grimp.build_graph("findtui", exclude_type_checking_imports=True)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if module != imported and graph.chain_exists(imported, module):
+                cycles.append(f"{module} <-> {imported}")
+    assert cycles == []

@@ -3,6 +3,8 @@ never written over, atomic and concurrent saves, history bound, CLI > profile > 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -15,10 +17,11 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from findtui.cli import build_parser, resolve_options
-from findtui.engine import profiles as P
+from findtui.cli import build_parser
+from findtui.cli.resolve import network_from_args, resolve_options
+import findtui.config as P
 from findtui.engine.models import ExtendedNegotiation, QueryModel, transfer_syntaxes
-from findtui.engine.profiles import (
+from findtui.config import (
     History,
     HistoryEntry,
     NodeProfile,
@@ -30,10 +33,13 @@ from findtui.engine.profiles import (
     find_request,
     parse_profiles,
 )
-from findtui.engine.query import AssociationFailed, Final, Network, TLSOptions
+from findtui.engine import files
+from findtui.engine.network import Network, TLSOptions
+from findtui.engine.query import AssociationFailed, Fault, Final
+from findtui.engine.run import summarize
 
-FULL_NODE = NodeProfile(
-    name="pacs one", address="pacs.example.org", port=11112, calling_aet="ME",
+FULL_NODE = NodeProfile.of(
+    "pacs one", address="pacs.example.org", port=11112, calling_aet="ME",
     called_aet="PACS", acse_timeout=5.0, dimse_timeout=12.5, network_timeout=7.0,
     max_pdu=0, tls=TLSOptions(ca_file="~/ca.pem", cert_file="c.pem", key_file="k.pem",
                               verify=False),
@@ -104,7 +110,7 @@ def test_round_trip_every_field(findtui_config_dir):
 
 def test_minimal_profiles_take_findscu_defaults(tmp_path):
     profiles = parse_profiles('[nodes.a]\naddress = "h"\nport = 104\n[queries.q]\n')
-    assert profiles.nodes["a"].network() == Network("h", 104)
+    assert profiles.nodes["a"].network == Network("h", 104)
     assert profiles.queries["q"] == QueryProfile("q")
 
 
@@ -116,10 +122,11 @@ def test_profile_toml_parses_back():
 
 
 def test_node_to_network_and_find_request():
-    net = FULL_NODE.network()
+    net = FULL_NODE.network
     assert net.address == "pacs.example.org" and net.port == 11112
     assert (net.calling_aet, net.called_aet, net.max_pdu) == ("ME", "PACS", 0)
-    assert net.tls.ca_file == os.path.expanduser("~/ca.pem") and net.tls.verify is False
+    # The path as written (history keeps it so); "~" is expanded when the file is opened.
+    assert net.tls.ca_file == "~/ca.pem" and net.tls.verify is False
     request = find_request(FULL_QUERY, FULL_NODE, extra_keys=["PatientName=SMITH"])
     assert request.model is QueryModel.STUDY
     assert request.ext_neg == FULL_QUERY.ext_neg
@@ -134,7 +141,7 @@ def test_node_to_network_and_find_request():
 def test_from_network_and_from_request():
     net = Network("h", 4242, called_aet="X", tls=TLSOptions(verify=False))
     node = NodeProfile.from_network("n", net, model=QueryModel.PATIENT)
-    assert node.network() == net
+    assert node.network == net
     request = find_request(FULL_QUERY, FULL_NODE)
     query = QueryProfile.from_request("copy", request, node="pacs one")
     assert query.level == "STUDY"
@@ -174,9 +181,9 @@ COMMENTED = """\
 def test_comments_survive_every_kind_of_save(findtui_config_dir):
     store = Store()
     write(store.path, COMMENTED)
-    store.save(NodeProfile("new", "10.0.0.7", 11112))
+    store.save(NodeProfile.of("new", "10.0.0.7", 11112))
     main = store.get_node("main")
-    store.save(NodeProfile(**{**main.__dict__, "port": 11112}))  # edit in place
+    store.save(dataclasses.replace(main, network=main.network.replace(port=11112)))  # in place
     store.remove("node", "old")
     store.rename("query", "today", "daily")
     store.set_default("query", "daily")
@@ -186,8 +193,8 @@ def test_comments_survive_every_kind_of_save(findtui_config_dir):
                     "# a fixed day"):
         assert comment in text, comment
     loaded = store.load()
-    assert loaded.nodes["main"].port == 11112
-    assert loaded.nodes["main"].dimse_timeout == 60
+    assert loaded.nodes["main"].network.port == 11112
+    assert loaded.nodes["main"].network.dimse_timeout == 60
     assert set(loaded.nodes) == {"main", "new"}
     assert loaded.queries["daily"].keys == ("StudyDate=20240101", "PatientName=")
     assert loaded.default_query == "daily"
@@ -201,8 +208,8 @@ def test_comments_survive_every_kind_of_save(findtui_config_dir):
     ('[nodes.a]\naddress = "h\n', 2, ["not valid TOML"]),
     ('[nodes.a]\naddress = "h"\nport = 104\ncolour = "red"\nsize = 3\n', 4,
      ["unknown fields", "'colour'", "'size'", "[nodes.a]"]),
-    ('[nodes.a]\naddress = "h"\n\nport = 70000\n', 4, ["port 70000", "1-65535"]),
-    ('[nodes.a]\naddress = "h"\nport = 0\n', 3, ["port 0"]),
+    ('[nodes.a]\naddress = "h"\n\nport = 70000\n', 4, ["port must be an integer from 1 to 65535, not 70000"]),
+    ('[nodes.a]\naddress = "h"\nport = 0\n', 3, ["port must be", "not 0"]),
     ('[nodes.a]\naddress = "h"\nport = true\n', 3, ["port must be an integer"]),
     ('[nodes.a]\naddress = "h"\nport = "104"\n', 3, ["port must be an integer"]),
     ('[nodes.a]\naddress = "h"\nport = 1\ncalled_aet = "ABCDEFGHIJKLMNOPQ"\n', 4,
@@ -210,11 +217,11 @@ def test_comments_survive_every_kind_of_save(findtui_config_dir):
     ('[nodes.a]\naddress = "h"\nport = 1\ncalling_aet = ""\n', 4, ["calling_aet"]),
     ('[nodes.a]\naddress = "h"\nport = 1\nacse_timeout = -1\n', 4, ["acse_timeout"]),
     ('[nodes.a]\naddress = "h"\nport = 1\nmax_pdu = -5\n', 4, ["max_pdu"]),
-    ('[nodes.a]\naddress = "h"\nport = 1\nmodel = "studyroot"\n', 4, ["model 'studyroot'"]),
+    ('[nodes.a]\naddress = "h"\nport = 1\nmodel = "studyroot"\n', 4, ["model must be one of", "'studyroot'"]),
     ('[nodes.a]\naddress = "h"\nport = 1\ntransfer_syntax = "jpeg"\n', 4, ["transfer_syntax"]),
     ('[nodes.a]\naddress = "h"\nport = 1\n[nodes.a.tls]\nverfy = false\n', 5,
      ["unknown field 'verfy'", "[nodes.a.tls]"]),
-    ('[nodes.a]\naddress = "h"\nport = 1\n[nodes.a.tls]\nkey_file = "k"\n', 5, ["cert_file"]),
+    ('[nodes.a]\naddress = "h"\nport = 1\n[nodes.a.tls]\nkey_file = "k"\n', 5, ["key_file needs cert_file"]),
     ('[nodes.a]\nport = 1\n', 1, ["needs 'address'"]),
     ('\n[nodes]\na = 1\n', 3, ["must be a table"]),
     ('colour = 1\n', 1, ["unknown field 'colour'", "top level"]),
@@ -225,12 +232,12 @@ def test_comments_survive_every_kind_of_save(findtui_config_dir):
     ('[queries.q]\nmodel = "worklist"\nrelational_query = true\n', 3,
      ["relational_query", "worklist"]),
     ('[queries.q]\nlevel = "STUDY"\nkeys = ["QueryRetrieveLevel=STUDY"]\n', 2, ["keep one"]),
-    ('[queries.q]\noutput_format = "xml"\n', 2, ["output_format 'xml'"]),
+    ('[queries.q]\noutput_format = "xml"\n', 2, ["output_format must be one of", "'xml'"]),
     ('[queries.q]\nfuzzy_names = "yes"\n', 2, ["fuzzy_names must be true or false"]),
     ('[queries.q]\nsort = "name"\n', 2, ["unknown field 'sort'"]),
     ('[defaults]\nnode = "nope"\n', 2, ["default node 'nope'"]),
     ('[nodes]\n"  padded " = {address = "h", port = 1}\n', 2, ["profile name"]),
-    ('nodes = { a = { address = "h", port = 99999 } }\n', 1, ["port 99999"]),
+    ('nodes = { a = { address = "h", port = 99999 } }\n', 1, ["port must be", "not 99999"]),
 ])
 def test_invalid_files_name_the_file_and_line(tmp_path, body, line, words):
     path = write(tmp_path / "profiles.toml", body)
@@ -249,7 +256,7 @@ def test_invalid_files_name_the_file_and_line(tmp_path, body, line, words):
     ("[nodes.a]\naddress = 'h'\nport = 1\nacse_timeout = 1" + "0" * 400, "acse_timeout"),
     ("[nodes.a]\naddress = 'h'\nport = 1\ndimse_timeout = nan", "dimse_timeout"),
     ("[nodes.a]\naddress = 'h'\nport = 1\nnetwork_timeout = inf", "network_timeout"),
-    ("[nodes.a]\naddress = 'h'\nport = 1" + "0" * 400, "out of range"),
+    ("[nodes.a]\naddress = 'h'\nport = 1" + "0" * 400, "port must be an integer from 1 to 65535"),
 ])
 def test_extreme_values_are_profile_errors(text, words):
     with pytest.raises(ProfileError, match=words):
@@ -263,11 +270,11 @@ def test_not_utf8_names_the_line(tmp_path):
 
 
 @pytest.mark.parametrize("profile", [
-    NodeProfile("a", "h", 0),
-    NodeProfile("a", "h", 1, calling_aet="X" * 17),
-    NodeProfile("a", "has space", 1),
-    NodeProfile("", "h", 1),
-    NodeProfile("a", "h", 1, tls=TLSOptions(key_file="k")),
+    NodeProfile.of("a", "h", 0),
+    NodeProfile.of("a", "h", 1, calling_aet="X" * 17),
+    NodeProfile.of("a", "has space", 1),
+    NodeProfile.of("", "h", 1),
+    NodeProfile.of("a", "h", 1, tls=TLSOptions(key_file="k")),
     QueryProfile("q", QueryModel.WORKLIST, level="STUDY"),
     QueryProfile("q", keys=("NotAKeyword=1",)),
     QueryProfile("q", output_format="xml"),
@@ -292,7 +299,7 @@ def test_corrupt_file_is_never_written_over(findtui_config_dir, body):
     store.path.write_text(body)
     before = store.path.read_bytes()
     attempts = [
-        lambda: store.save(NodeProfile("b", "h", 1)),
+        lambda: store.save(NodeProfile.of("b", "h", 1)),
         lambda: store.save(QueryProfile("q")),
         lambda: store.remove("node", "a"),
         lambda: store.rename("node", "a", "b"),
@@ -323,8 +330,8 @@ LAYOUTS = [
 def test_unusual_layouts_give_the_right_result_or_an_error(findtui_config_dir, layout):
     store = Store()
     operations = [
-        (lambda: store.save(NodeProfile("b", "x", 2)), {"a": 1, "b": 2}),
-        (lambda: store.save(NodeProfile("a", "h", 3, tls=TLSOptions())), {"a": 3}),
+        (lambda: store.save(NodeProfile.of("b", "x", 2)), {"a": 1, "b": 2}),
+        (lambda: store.save(NodeProfile.of("a", "h", 3, tls=TLSOptions())), {"a": 3}),
         (lambda: store.rename("node", "a", "z"), {"z": 1}),
         (lambda: store.remove("node", "a"), {}),
     ]
@@ -336,13 +343,13 @@ def test_unusual_layouts_give_the_right_result_or_an_error(findtui_config_dir, l
             assert "layout" in str(exc)
             assert store.path.read_text() == layout
         else:
-            assert {n: p.port for n, p in store.nodes().items()} == ports
+            assert {n: p.network.port for n, p in store.nodes().items()} == ports
 
 
 
 def test_rename_duplicate_remove_and_defaults(findtui_config_dir):
     store = Store()
-    store.save(NodeProfile("a", "h", 1))
+    store.save(NodeProfile.of("a", "h", 1))
     store.save(QueryProfile("q", node="a"))
     store.set_default("node", "a")
     store.rename("node", "a", "b")
@@ -350,13 +357,13 @@ def test_rename_duplicate_remove_and_defaults(findtui_config_dir):
     assert list(loaded.nodes) == ["b"]
     assert loaded.default_node == "b" and loaded.queries["q"].node == "b"
     store.duplicate("node", "b", "c")
-    assert store.get_node("c") == NodeProfile("c", "h", 1)
+    assert store.get_node("c") == NodeProfile.of("c", "h", 1)
     with pytest.raises(ProfileExistsError):
         store.duplicate("node", "b", "c")
     with pytest.raises(ProfileExistsError):
         store.rename("node", "b", "c")
     with pytest.raises(ProfileExistsError):
-        store.save(NodeProfile("c", "other", 2), replace=False)
+        store.save(NodeProfile.of("c", "other", 2), replace=False)
     store.remove("node", "b")
     loaded = store.load()
     assert list(loaded.nodes) == ["c"] and loaded.default_node is None
@@ -380,7 +387,7 @@ def test_export_then_import(tmp_path):
     assert exported.read_text() == src.path.read_text()
 
     dst = Store(tmp_path / "b")
-    dst.save(NodeProfile("local", "h", 1))
+    dst.save(NodeProfile.of("local", "h", 1))
     assert dst.import_file(exported) == [("node", FULL_NODE.name), ("query", FULL_QUERY.name)]
     loaded = dst.load()
     assert loaded.nodes[FULL_NODE.name] == FULL_NODE and "local" in loaded.nodes
@@ -409,7 +416,7 @@ def test_import_of_a_bad_file_names_that_file(tmp_path):
 def test_saves_leave_no_temporary_files(findtui_config_dir):
     store = Store()
     for i in range(10):
-        store.save(NodeProfile(f"n{i}", "h", 100 + i))
+        store.save(NodeProfile.of(f"n{i}", "h", 100 + i))
     store.remove("node", "n0")
     assert sorted(p.name for p in findtui_config_dir.iterdir()) == [
         "profiles.toml", "profiles.toml.lock"]
@@ -417,15 +424,15 @@ def test_saves_leave_no_temporary_files(findtui_config_dir):
 
 def test_a_failed_write_keeps_the_old_file(findtui_config_dir, monkeypatch):
     store = Store()
-    store.save(NodeProfile("a", "h", 1))
+    store.save(NodeProfile.of("a", "h", 1))
     before = store.path.read_bytes()
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(P.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(ProfileError, match="No space left on device"):
-        store.save(NodeProfile("b", "h", 2))
+        store.save(NodeProfile.of("b", "h", 2))
     assert store.path.read_bytes() == before
     assert sorted(p.name for p in findtui_config_dir.iterdir()) == [
         "profiles.toml", "profiles.toml.lock"]
@@ -438,21 +445,21 @@ def test_a_symlinked_file_stays_a_symlink(tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "profiles.toml").symlink_to(real)
-    Store(conf).save(NodeProfile("a", "h", 1))
+    Store(conf).save(NodeProfile.of("a", "h", 1))
     assert (conf / "profiles.toml").is_symlink()
     assert "# mine" in real.read_text() and "[nodes.a]" in real.read_text()
 
 
 SAVER = """
 import sys
-from findtui.engine.profiles import NodeProfile, QueryProfile, Store
+from findtui.config import NodeProfile, QueryProfile, Store
 tag, n = sys.argv[1], int(sys.argv[2])
 store = Store()
 for i in range(n):
     if i % 4 == 3:
         store.save(QueryProfile(f"{tag}-q{i}", keys=("PatientID=",)))
     else:
-        store.save(NodeProfile(f"{tag}-{i}", "127.0.0.1", 1000 + i))
+        store.save(NodeProfile.of(f"{tag}-{i}", "127.0.0.1", 1000 + i))
 """
 
 
@@ -474,44 +481,50 @@ def test_concurrent_saves_from_two_processes_lose_nothing(findtui_config_dir):
 
 
 def resolved(*argv: str):
+    """The options after resolve_options, with the connection they describe as ``.net``."""
     args = build_parser().parse_args(list(argv))
     resolve_options(args)
+    if args.addr is not None:
+        args.net = network_from_args(args, args.node_network)
     return args
 
 
 def test_command_line_over_profile_over_defaults(findtui_config_dir):
     store = Store()
-    store.save(NodeProfile("n", "10.0.0.5", 104, called_aet="PACS", acse_timeout=5.0,
+    store.save(NodeProfile.of("n", "10.0.0.5", 104, called_aet="PACS", acse_timeout=5.0,
                            max_pdu=0, model=QueryModel.STUDY, prefer_transfer_syntax="big",
                            tls=TLSOptions(ca_file="ca.pem", verify=False)))
     # nothing given: the profile, then findscu's defaults where the profile has nothing
     a = resolved("--batch", "--profile", "n", "-k", "PatientID=")
-    assert (a.addr, a.port, a.called_aet, a.acse_timeout, a.max_pdu) == (
+    n = a.net
+    assert (n.address, n.port, n.called_aet, n.acse_timeout, n.max_pdu) == (
         "10.0.0.5", 104, "PACS", 5.0, 0)
-    assert (a.calling_aet, a.dimse_timeout, a.network_timeout) == ("FINDSCU", 30.0, 30.0)
+    assert (n.calling_aet, n.dimse_timeout, n.network_timeout) == ("FINDSCU", 30.0, 30.0)
     assert a.model == "S"
-    assert (a.tls, a.tls_ca, a.tls_no_verify) == (True, "ca.pem", True)
-    assert (a.transfer_syntax, a.prefer_transfer_syntax) == (None, "big")
+    assert n.tls == TLSOptions(ca_file="ca.pem", verify=False)
+    assert (n.transfer_syntax, n.prefer_transfer_syntax) == (None, "big")
     assert (a.output_format, a.output_directory) == ("log", ".")
     assert a.node_profile == "n" and a.query_profile is None
     # given on the command line: those win, one by one
     a = resolved("--batch", "--profile", "n", "10.9.9.9", "4242", "-aec", "OTHER", "-ta", "9",
                  "-pdu", "32768", "-P", "--tls-ca", "mine.pem", "--transfer-syntax", "implicit",
                  "-k", "PatientID=")
-    assert (a.addr, a.port, a.called_aet, a.acse_timeout, a.max_pdu) == (
+    n = a.net
+    assert (n.address, n.port, n.called_aet, n.acse_timeout, n.max_pdu) == (
         "10.9.9.9", 4242, "OTHER", 9.0, 32768)
-    assert a.model == "P" and a.tls_ca == "mine.pem"
-    assert (a.transfer_syntax, a.prefer_transfer_syntax) == ("implicit", None)
+    assert a.model == "P" and n.tls == TLSOptions(ca_file="mine.pem", verify=False)
+    assert (n.transfer_syntax, n.prefer_transfer_syntax) == ("implicit", None)
     # no profile at all: findscu's defaults
     a = resolved("--batch", "h", "1", "-k", "PatientID=")
-    assert (a.calling_aet, a.called_aet, a.acse_timeout, a.max_pdu, a.model) == (
+    n = a.net
+    assert (n.calling_aet, n.called_aet, n.acse_timeout, n.max_pdu, a.model) == (
         "FINDSCU", "ANY-SCP", 30.0, 16382, "P")
-    assert a.tls is False and a.node_profile is None
+    assert n.tls is None and a.node_profile is None
 
 
 def test_query_profile_keys_model_and_options(findtui_config_dir):
     store = Store()
-    store.save(NodeProfile("n", "h", 1, model=QueryModel.PATIENT))
+    store.save(NodeProfile.of("n", "h", 1, model=QueryModel.PATIENT))
     store.save(QueryProfile("q", QueryModel.STUDY, "STUDY", ("PatientID=A", "StudyDate="),
                             ext_neg=ExtendedNegotiation(fuzzy_names=True), output_format="csv",
                             output_directory="rsp", node="n"))
@@ -532,7 +545,7 @@ def test_query_profile_keys_model_and_options(findtui_config_dir):
 
 def test_default_node_when_no_address(findtui_config_dir):
     store = Store()
-    store.save(NodeProfile("n", "h", 1))
+    store.save(NodeProfile.of("n", "h", 1))
     a = resolved("--batch", "-k", "PatientID=")
     assert a.addr is None and a.node_profile is None
     store.set_default("node", "n")
@@ -556,8 +569,8 @@ def test_unknown_profile_names_are_errors(findtui_config_dir):
 
 
 def entry(i: int = 0, **kw) -> HistoryEntry:
-    fields = dict(time=f"2024-01-01T00:00:{i:02d}+00:00", address="h", port=1,
-                  called_aet="ANY-SCP", calling_aet="FINDSCU", model=QueryModel.STUDY,
+    fields = dict(time=f"2024-01-01T00:00:{i:02d}+00:00", network=Network("h", 1),
+                  model=QueryModel.STUDY,
                   keys=("QueryRetrieveLevel=STUDY", f"PatientID=P{i}"), results=i,
                   outcome="success", status="Success", status_code=0)
     return HistoryEntry(**{**fields, **kw})
@@ -592,22 +605,47 @@ def test_history_round_trip_and_bad_lines_skipped(tmp_path):
 
 def test_history_entry_from_run_and_rerun():
     request = find_request(FULL_QUERY, FULL_NODE)
-    e = HistoryEntry.from_run(request, results=3, last_event=Final(0xC000), node="pacs one")
+    e = HistoryEntry.from_run(request, summarize([Final(0xC000)]), node="pacs one")
     assert (e.outcome, e.status, e.status_code, e.results) == (
-        "failure", "Failure: Unable to Process", 0xC000, 3)
+        "failure", "Failure: Unable to Process", 0xC000, 0)
     assert e.address == "pacs.example.org" and e.model is QueryModel.STUDY
     assert e.ext_neg == ("relational", "fuzzy_names")
     assert "QueryRetrieveLevel=STUDY" in e.keys
-    assert HistoryEntry.from_run(request, results=0, keys=["B=", "A="]).keys == ("B=", "A=")
+    assert HistoryEntry.from_run(request, summarize([]), keys=["B=", "A="]).keys == ("B=", "A=")
     again = e.find_request()
     assert again.identifier == request.identifier and again.ext_neg == request.ext_neg
-    assert again.network.address == "pacs.example.org"
-    assert e.find_request(FULL_NODE).network == FULL_NODE.network()
-    e = HistoryEntry.from_run(request, results=0,
-                              last_event=AssociationFailed("rejected", "Association rejected"))
+    # every setting it ran with: TLS, timeouts, PDU, transfer syntaxes
+    assert again.network == FULL_NODE.network
+    e = HistoryEntry.from_run(request, summarize([AssociationFailed("rejected", "Association rejected")]))
     assert (e.outcome, e.status, e.status_code) == ("network", "Association rejected", None)
-    assert HistoryEntry.from_run(request, results=5).outcome == "aborted"
+    assert HistoryEntry.from_run(request, summarize([])).outcome == "aborted"
     assert HistoryEntry.from_json(e.to_json()) == e
+
+
+def test_history_json_carries_every_setting_and_reruns_them():
+    """A TLS run re-run from the history goes out with TLS, its timeouts, PDU and transfer
+    syntax (it went out in plain TCP with findscu's defaults before)."""
+    request = find_request(FULL_QUERY, FULL_NODE)
+    line = json.loads(json.dumps(HistoryEntry.from_run(request, summarize([Final(0)])).to_json()))
+    assert line["tls"] == {"ca_file": "~/ca.pem", "cert_file": "c.pem", "key_file": "k.pem",
+                           "verify": False}
+    assert (line["acse_timeout"], line["dimse_timeout"], line["max_pdu"]) == (5.0, 12.5, 0)
+    assert line["transfer_syntax"] == "explicit"
+    rerun = HistoryEntry.from_json(line).find_request()
+    assert rerun.network == FULL_NODE.network and rerun.network.tls is not None
+    assert rerun.transfer_syntaxes == transfer_syntaxes("explicit", only=True)
+    plain = json.loads(json.dumps(HistoryEntry.from_run(
+        find_request(FULL_QUERY, NodeProfile.of("p", "h", 1)), summarize([Final(0)])).to_json()))
+    assert plain["tls"] is None  # said, not left out
+
+
+def test_old_history_entries_load_but_are_marked_incomplete():
+    old = {"time": "2024-01-01T00:00:00+00:00", "address": "h", "port": 1,
+           "called_aet": "PACS", "calling_aet": "FINDSCU", "model": "study",
+           "keys": ["PatientID="], "results": 1, "outcome": "success", "status": "Success"}
+    e = HistoryEntry.from_json(old)
+    assert e.complete is False and e.network.called_aet == "PACS"
+    assert HistoryEntry.from_json(json.loads(json.dumps(entry(1).to_json()))).complete is True
 
 
 # --- fuzz ---------------------------------------------------------------------
@@ -648,8 +686,8 @@ _scalars = (st.integers(-(2**63), 2**63 - 1) | st.integers() | st.floats() | st.
                  "PatinetName=X", "Seq[0].X=", "explicit", "x" * 17]))
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
                        | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
-_node_keys = st.sampled_from([*P._NODE_FIELDS, "colour"])
-_query_keys = st.sampled_from([*P._QUERY_FIELDS, "sort"])
+_node_keys = st.sampled_from([*P.NODE_FIELDS, "colour"])
+_query_keys = st.sampled_from([*P.QUERY_FIELDS, "sort"])
 # Mostly plausible values, so that many documents are valid and get to the round trip.
 _names = (st.sampled_from(["a", "b", "my pacs", "ü.x"])
           | st.from_regex(r"[a-z][a-z0-9 _.\[\]'\"-]{0,8}[a-z]", fullmatch=True)
@@ -737,7 +775,7 @@ def test_loader_on_any_toml_document_gives_profiles_or_profile_error(data):
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(tmp)
             store.path.write_text(text, encoding="utf-8")
-            new = NodeProfile("added", "h", 1, tls=TLSOptions(verify=False))
+            new = NodeProfile.of("added", "h", 1, tls=TLSOptions(verify=False))
             try:
                 store.save(new)
             except ProfileError:
@@ -755,6 +793,6 @@ def test_the_readme_example_is_a_valid_profiles_file():
     loaded = parse_profiles(example, "README.md")
     node, query = loaded.nodes["orthanc"], loaded.queries["ct-today"]
     assert (loaded.default_node, loaded.default_query) == ("orthanc", "ct-today")
-    assert node.tls.verify is True and node.model is QueryModel.STUDY
+    assert node.network.tls.verify is True and node.model is QueryModel.STUDY
     assert query.level == "STUDY" and query.ext_neg.fuzzy_names and query.node == "orthanc"
     assert "# present = TLS on" in example  # comments are part of the format

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as PATIENT_FIND
 
-from findtui.engine.demo import DemoSCP
+from findtui.demo import DemoSCP
 from findtui.engine.models import QueryModel
 from findtui.engine.query import (
     Associated, AssociationFailed, CancelSent, Fault, Final, FindQuery, FindRequest, Network,
@@ -139,7 +139,9 @@ def test_dimse_timeout_is_a_fault():
                           QueryModel.STUDY)
         events = list(run_find(req))
     assert isinstance(events[-1], Fault) and events[-1].kind == "timeout"
-    assert "-td" in events[-1].message
+    # neutral words; the setting to raise is named for each front end to point at
+    assert "DIMSE timeout (1 s)" in events[-1].message
+    assert events[-1].settings == ("dimse_timeout",)
 
 
 def test_unresolvable_host():

@@ -86,7 +86,8 @@ def tls_scp(pki):
 
 
 def test_verification_is_on_by_default(tls_scp):
-    assert "give its CA with --tls-ca" in assert_fails(
+    assert "give its CA file (or, insecure, turn certificate verification off) (--tls-ca, " \
+        "--tls-no-verify)" in assert_fails(
         cli(tls_scp, "--tls"), "TLS handshake failed", "certificate verify failed")
 
 
@@ -123,7 +124,7 @@ def test_client_certificate_authentication(mutual_tls_scp, pki):
 
 def test_missing_client_certificate(mutual_tls_scp, pki):
     assert_fails(cli(mutual_tls_scp, "--tls", "--tls-ca", str(pki / "ca.pem")),
-                 "certificate required", "give --tls-cert and --tls-key")
+                 "certificate required", "give our certificate and key files (--tls-cert, --tls-key)")
 
 
 def test_untrusted_client_certificate(mutual_tls_scp, pki):
@@ -133,7 +134,7 @@ def test_untrusted_client_certificate(mutual_tls_scp, pki):
 
 
 def test_plain_client_against_tls_port(tls_scp):
-    assert_fails(cli(tls_scp), "aborted the association request", "use --tls")
+    assert_fails(cli(tls_scp), "aborted the association request", "turn TLS on (--tls)")
 
 
 def test_tls_client_against_plain_port(pki):

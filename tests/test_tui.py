@@ -582,7 +582,8 @@ async def test_bad_network_field_is_reported_not_run():
         await pilot.press("f5")
         await pilot.pause()
         assert screen._level is None
-        assert any("out of range" in n for n in notifications(app))
+        assert any("port must be an integer from 1 to 65535" in n
+                   for n in notifications(app))
         assert screen.query_one("#form").active == "tab-network"
         assert screen.focused is screen.query_one("#net-port")
 
@@ -676,16 +677,27 @@ def test_table_columns_follow_key_order_without_the_level():
 
 
 def test_row_batcher_posts_the_first_row_at_once_and_batches_the_rest():
-    # With a 60 s batching interval, the first row still goes out on its own at once.
+    # With a 60 s batching interval, the first row still goes out on its own at once:
+    # posted before close() (which would flush it anyway), while the rows after it
+    # wait for the interval or for max_rows.
     first: list[int] = []
     slow = RowBatcher(lambda rows, responses, lines, is_first: first.append(len(rows)),
-                      interval=60, max_rows=500).start()
+                      interval=60, max_rows=3).start()
     slow.add(("a",), None, "l")
     deadline = time.monotonic() + 10
     while not first and time.monotonic() < deadline:
         time.sleep(0.001)
+    assert first == [1], "the first row was not posted at once (before close())"
+    for row in ("b", "c", "d"):  # max_rows: one batch of three, without the interval
+        slow.add((row,), None, "l")
+    deadline = time.monotonic() + 10
+    while len(first) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    slow.add(("e",), None, "l")  # held: the 60 s interval has not passed
+    time.sleep(0.2)
+    assert first == [1, 3], "rows after the first were not batched"
     slow.close()
-    assert first[:1] == [1]
+    assert first == [1, 3, 1]
 
     posted: list[tuple[float, int]] = []
     batcher = RowBatcher(lambda rows, responses, lines, is_first: posted.append(

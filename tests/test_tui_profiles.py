@@ -14,16 +14,18 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from findtui.app import make_app
-from findtui.engine.demo import DemoSCP
+from findtui.demo import DemoSCP
 from findtui.engine.keys import build_identifier
 from findtui.engine.models import QueryModel
-from findtui.engine.profiles import (
+from findtui.config import (
     HistoryEntry,
     NodeProfile,
     QueryProfile,
     Store,
 )
-from findtui.engine.query import Final, FindRequest, Network
+from findtui.engine.network import Network
+from findtui.engine.query import Final, FindRequest, Pending
+from findtui.engine.run import summarize
 from findtui.screens.history import HistoryScreen
 from findtui.screens.profiles import ConfirmScreen, NameScreen, ProfilesScreen
 from findtui.widgets.key_editor import KeyEditor
@@ -90,8 +92,9 @@ async def test_create_a_node_profile_and_run_a_query_with_it(demo):
         await pilot.press("ctrl+s")
         await pilot.pause()
         node = Store().get_node("demo")
-        assert (node.address, node.port, node.called_aet) == (demo.address, demo.port,
-                                                              demo.ae_title)
+        net = node.network
+        assert (net.address, net.port, net.called_aet) == (demo.address, demo.port,
+                                                           demo.ae_title)
         assert node.description == "the demo SCP"
         # The new profile is listed and highlighted: u uses it.
         assert app.screen.selected_name() == "demo"
@@ -111,9 +114,9 @@ async def test_create_a_node_profile_and_run_a_query_with_it(demo):
 
 @sync
 async def test_a_run_from_the_command_lines_profile_is_recorded_with_it(demo):
-    from findtui.engine.profiles import find_request
+    from findtui.config.schema import find_request
 
-    node = NodeProfile("demo", demo.address, demo.port, called_aet=demo.ae_title)
+    node = NodeProfile.of("demo", demo.address, demo.port, called_aet=demo.ae_title)
     query = QueryProfile("pids", model=QueryModel.PATIENT, level="PATIENT",
                          keys=("PatientName=", "PatientID="))
     Store().save(node)
@@ -137,7 +140,7 @@ async def test_a_run_from_the_command_lines_profile_is_recorded_with_it(demo):
 @sync
 async def test_profiles_screen_rename_duplicate_default_delete():
     store = Store()
-    store.save(NodeProfile("pacs", "10.0.0.1", 104, called_aet="PACS"))
+    store.save(NodeProfile.of("pacs", "10.0.0.1", 104, called_aet="PACS"))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -181,7 +184,7 @@ async def test_a_bad_field_is_shown_and_nothing_saved():
 
 @sync
 async def test_the_command_palette_loads_a_saved_node():
-    Store().save(NodeProfile("pacs", "10.0.0.1", 4104, called_aet="PACS"))
+    Store().save(NodeProfile.of("pacs", "10.0.0.1", 4104, called_aet="PACS"))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -198,7 +201,7 @@ async def test_the_command_palette_loads_a_saved_node():
 
 @sync
 async def test_a_node_profiles_default_model_is_applied():
-    Store().save(NodeProfile("ris", "10.0.0.2", 4105, called_aet="RIS",
+    Store().save(NodeProfile.of("ris", "10.0.0.2", 4105, called_aet="RIS",
                              model=QueryModel.WORKLIST))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -261,7 +264,7 @@ async def test_save_the_form_as_a_query_profile_and_load_it_back():
 
 @sync
 async def test_quit_asks_when_a_loaded_profile_was_edited():
-    Store().save(NodeProfile("pacs", "10.0.0.1", 104, called_aet="PACS"))
+    Store().save(NodeProfile.of("pacs", "10.0.0.1", 104, called_aet="PACS"))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -314,14 +317,17 @@ async def test_a_run_is_recorded_and_run_again_from_the_history():
         assert history.entries()[1].keys == entry.keys
 
 
+def pendings(n: int) -> list[Pending]:
+    return [Pending(i, 0xFF00, b"", "1.2.840.10008.1.2") for i in range(1, n + 1)]
+
+
 @sync
 async def test_load_a_history_entry_into_the_form(demo):
     request = FindRequest(network=Network(demo.address, demo.port, called_aet=demo.ae_title),
                           model=QueryModel.PATIENT,
                           identifier=build_identifier(["QueryRetrieveLevel=PATIENT",
                                                        "PatientName=A*", "PatientID="]))
-    Store().history.append(HistoryEntry.from_run(request, results=3, last_event=None,
-                                                 source="cli"))
+    Store().history.append(HistoryEntry.from_run(request, summarize(pendings(3)), source="cli"))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -374,9 +380,9 @@ FIXED_TIME = dt.datetime(2026, 3, 14, 9, 26, 53, tzinfo=dt.timezone.utc)
 
 def fixed_store() -> None:
     store = Store()
-    store.save(NodeProfile("orthanc", "pacs.example.org", 4242, called_aet="ORTHANC",
+    store.save(NodeProfile.of("orthanc", "pacs.example.org", 4242, called_aet="ORTHANC",
                            description="main archive"))
-    store.save(NodeProfile("demo", "127.0.0.1", 11112, called_aet="FINDTUI-DEMO"))
+    store.save(NodeProfile.of("demo", "127.0.0.1", 11112, called_aet="FINDTUI-DEMO"))
     store.save(QueryProfile("todays-ct", model=QueryModel.STUDY, level="STUDY",
                             keys=("PatientName=", "PatientID=", "StudyDate=20260314",
                                   "ModalitiesInStudy=CT"), node="orthanc"))
@@ -394,7 +400,7 @@ def fixed_store() -> None:
         model = QueryModel.PATIENT if "PATIENT" in keys[0] else QueryModel.STUDY
         request = FindRequest(network=Network("127.0.0.1", 11112, called_aet="FINDTUI-DEMO"),
                               model=model, identifier=build_identifier(keys))
-        history.append(HistoryEntry.from_run(request, results=results, last_event=final,
+        history.append(HistoryEntry.from_run(request, summarize([*pendings(results), final]),
                                              node=node, source="tui", keys=keys,
                                              when=FIXED_TIME + dt.timedelta(minutes=7 * i)))
 

@@ -15,13 +15,16 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding
 
 from findtui.engine.models import QueryModel
-from findtui.engine.query import FindRequest, Network
-from findtui.screens.profiles import ProfileCommands
-from findtui.screens.query import QueryCommands, QueryScreen
+from findtui.engine.network import Network
+from findtui.engine.query import FindRequest
+from findtui.messages import RunEnded
+from findtui.screens.commands import ProfileCommands, QueryCommands
+from findtui.screens.query import QueryScreen
 from findtui.screens.query_logic import build_request_identifier, default_keys
 
 # Set to 1 for deterministic screens (snapshots): no elapsed time or rate in the status line.
@@ -72,13 +75,13 @@ class FindtuiApp(App):
         self.call_after_refresh(self._profiles_start)
 
     def _profiles_start(self) -> None:
-        from findtui.screens.profiles import check_store, tracker_of
+        from findtui.screens.form_state import check_store, tracker_of
 
         problem = check_store(self)  # a corrupt profiles file: say so, start anyway
         tracker = tracker_of(self)
         node, query = self.initial_profiles
         if problem is None and (node or query):  # --profile / --query: the form came from them
-            from findtui.engine.profiles import ProfileError
+            from findtui.config.schema import ProfileError
 
             try:
                 profiles = self.profile_store.load()
@@ -108,8 +111,24 @@ class FindtuiApp(App):
 
         save_form_as(self.query_screen)
 
+    @on(RunEnded)
+    def _record_run(self, message: RunEnded) -> None:
+        from findtui.screens.history import record_run
+
+        record_run(self.query_screen, message)
+
+    def demo_network(self, network: Network) -> Network:
+        """``network`` pointed at the demo SCP (started now if it is not running): a history
+        entry of the demo SCP re-runs there, whatever port the demo had then."""
+        if self.demo is None:
+            from findtui.demo import DemoSCP
+
+            self.demo = DemoSCP(**self.demo_options).start()
+        return network.replace(address=self.demo.address, port=self.demo.port,
+                               called_aet=self.demo.ae_title, tls=None)
+
     def _start_demo(self, request: FindRequest | None) -> FindRequest:
-        from findtui.engine.demo import DemoSCP
+        from findtui.demo import DemoSCP
 
         self.demo = DemoSCP(**self.demo_options).start()
         demo = self.demo
@@ -119,9 +138,7 @@ class FindtuiApp(App):
                                identifier=build_request_identifier(
                                    QueryModel.STUDY, "STUDY",
                                    default_keys(QueryModel.STUDY, "STUDY")))
-        network = replace(request.network, address=demo.address, port=demo.port,
-                          called_aet=demo.ae_title, tls=None)
-        return replace(request, network=network)
+        return replace(request, network=self.demo_network(request.network))
 
     @property
     def query_screen(self) -> QueryScreen:
@@ -135,14 +152,15 @@ class FindtuiApp(App):
             screen = self.query_screen
         except LookupError:
             screen = None
-        if screen is not None and screen._query is not None:
-            screen._query.cancel()
+        if screen is not None:
+            screen.cancel_query()
         if self.demo is not None:
             self.demo.stop()
             self.demo = None
 
     async def action_quit(self) -> None:
-        from findtui.screens.profiles import ConfirmScreen, tracker_of
+        from findtui.screens.dialogs import ConfirmScreen
+        from findtui.screens.form_state import tracker_of
 
         try:
             edits = tracker_of(self).unsaved_profile_edits(self.query_screen)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from findtui.engine.query import EchoResult, Pending
+from findtui.engine.query import EchoResult, FindRequest, Pending
+from findtui.engine.run import RunSummary
 
 
 class QueryMessage(Message):
@@ -63,7 +64,7 @@ class QueryCancelSent(QueryMessage):
 class QueryOutcome:
     """How a run ended, as the status line shows it.
 
-    category: success | warning | cancel | failure | network
+    category: an engine.run.Outcome value (success, warning, cancel, failure, network, ...)
     """
 
     category: str
@@ -74,13 +75,24 @@ class QueryOutcome:
 class QueryFinished(QueryMessage):
     """The run is over: every RowsReceived of this run was posted before this."""
 
-    def __init__(self, run_id: int, outcome: QueryOutcome, received: int,
-                 last_event: object = None) -> None:
+    def __init__(self, run_id: int, outcome: QueryOutcome, summary: RunSummary) -> None:
         super().__init__(run_id)
-        self.outcome = outcome
-        self.received = received
-        # The engine's Final, AssociationFailed or Fault that ended the run (for the history).
-        self.last_event = last_event
+        self.outcome = outcome  # as the status line shows it
+        self.summary = summary  # the engine's account of the run (for the history)
+
+    @property
+    def received(self) -> int:
+        return self.summary.received
+
+
+class RunEnded(Message):
+    """A query screen's run is over and shown: the app records it in the history."""
+
+    def __init__(self, request: FindRequest, keys: list[str], summary: RunSummary) -> None:
+        super().__init__()
+        self.request = request
+        self.keys = keys
+        self.summary = summary
 
 
 class EchoFinished(Message):

@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -25,6 +24,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 from pynetdicom.dsutils import pretty_dataset
 
 from findtui import __version__
+from findtui.engine import files
 from findtui.engine.keys import KeyPathError, column_paths, parse_key, value_at
 from findtui.engine.query import Final, IdentifierDecodeError, Pending
 from findtui.engine.sanitize import json_safe, visible
@@ -34,7 +34,16 @@ RSP_PATTERN = re.compile(r"^rsp\d{6,}\.dcm$")
 
 
 class OutputError(OSError):
-    """Writing results failed (folder missing or read-only, disk full, file exists)."""
+    """Writing results failed (folder missing or read-only, disk full, file exists).
+
+    ``settings``: what the user can change about it (engine.settings keys)."""
+
+    def __init__(self, message: str, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 def rsp_name(index: int) -> str:
@@ -61,16 +70,17 @@ class ResponseFileWriter:
         d = self.directory
         if not d.is_dir():
             raise OutputError(f"output directory {str(d)!r} does not exist; create it or "
-                              "choose another with -od")
+                              "choose another", ("output_directory",))
         if not os.access(d, os.W_OK):
-            raise OutputError(f"output directory {str(d)!r} is not writable; choose another with -od")
+            raise OutputError(f"output directory {str(d)!r} is not writable; choose another",
+                              ("output_directory",))
         if not self.overwrite:
             existing = sorted(p.name for p in d.iterdir() if RSP_PATTERN.match(p.name))
             if existing:
                 raise OutputError(
                     f"{str(d)!r} already holds {len(existing)} response file(s) "
-                    f"({existing[0]}…); use --overwrite to replace them or choose another "
-                    "folder with -od")
+                    f"({existing[0]}…); allow overwriting to replace them or choose another "
+                    "folder", ("overwrite", "output_directory"))
 
     def _meta(self, transfer_syntax: UID) -> bytes:
         """Preamble, DICM and file meta with a fresh MediaStorageSOPInstanceUID.
@@ -99,49 +109,21 @@ class ResponseFileWriter:
         self._templates[key] = (encoded, new)
         return encoded
 
-    def _open(self, path: Path) -> int:
-        """Open ``path`` for writing, never through a symbolic link, never a shared inode.
-
-        Without --overwrite the file must not exist (O_EXCL, which also refuses a
-        symlink, even a dangling one). With it, an existing regular file of this
-        folder is truncated; a symlink, a hard link (another name of a file that
-        may live elsewhere) or anything but a regular file is refused: ``-w``
-        never writes outside the chosen folder.
-        """
-        nofollow = getattr(os, "O_NOFOLLOW", 0)
-        flags = os.O_WRONLY | os.O_CREAT | nofollow | getattr(os, "O_CLOEXEC", 0)
-        if not self.overwrite:
-            return os.open(path, flags | os.O_EXCL, 0o666)
-        if path.is_symlink():
-            raise OutputError(f"{str(path)!r} is a symbolic link; not followed (-w writes only "
-                              "inside the -od folder): remove it or choose another folder")
-        fd = os.open(path, flags, 0o666)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                raise OutputError(f"{str(path)!r} is not a plain file of its own (a hard link "
-                                  "or a special file); not overwritten: remove it or choose "
-                                  "another folder")
-            os.ftruncate(fd, 0)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
     def write(self, response: Pending) -> Path:
         path = self.directory / rsp_name(response.index)
         try:
-            fd = self._open(path)
+            fp = files.open_new(path, self.overwrite, text=False)
         except FileExistsError:
-            raise OutputError(f"{str(path)!r} already exists; not overwritten (use --overwrite)"
-                              ) from None
+            raise OutputError(f"{str(path)!r} already exists; not overwritten",
+                              ("overwrite",)) from None
+        except files.UnsafeFileError as exc:
+            raise OutputError(f"{str(path)!r} {exc.strerror} (results are written only inside "
+                              "the output folder): remove it or choose another folder",
+                              ("output_directory",)) from None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise OutputError(f"{str(path)!r} is a symbolic link; not followed (-w writes "
-                                  "only inside the -od folder)") from None
-            raise OutputError(_write_problem(path, exc)) from None
+            raise OutputError(_write_problem(path, exc), ("output_directory",)) from None
         try:
-            with open(fd, "wb", closefd=True) as fp:
+            with fp:
                 fp.write(self._meta(response.transfer_syntax))
                 fp.write(response.raw)
         except OSError as exc:
@@ -150,22 +132,36 @@ class ResponseFileWriter:
                 path.unlink()
             except OSError:
                 pass
-            raise OutputError(_write_problem(path, exc)) from None
+            raise OutputError(_write_problem(path, exc), ("output_directory",)) from None
         self.written.append(path)
         return path
+
+
+def open_output(path: str | os.PathLike, overwrite: bool = False) -> IO[str]:
+    """A text file for CSV/JSON results: never through a link or into a FIFO, never over an
+    existing file unless ``overwrite`` (raises OutputError)."""
+    try:
+        return files.open_new(path, overwrite)
+    except FileExistsError:
+        raise OutputError(f"{str(path)!r} already exists; not overwritten", ("overwrite",)) from None
+    except files.UnsafeFileError as exc:
+        raise OutputError(f"{str(path)!r} {exc.strerror}: remove it or choose another file"
+                          ) from None
+    except OSError as exc:
+        raise OutputError(f"cannot open {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def _write_problem(path: Path | str, exc: OSError) -> str:
     """'cannot write X: No space left on device; free some space ...' (one line)."""
     hints = {
-        errno.ENOSPC: "free some space or choose another folder with -od",
-        errno.EDQUOT: "free some space (disk quota exceeded) or choose another folder with -od",
-        errno.EROFS: "the file system is read-only; choose another folder with -od",
-        errno.EACCES: "permission denied; choose a folder you can write to with -od",
-        errno.EPERM: "permission denied; choose a folder you can write to with -od",
+        errno.ENOSPC: "free some space or choose another folder",
+        errno.EDQUOT: "free some space (disk quota exceeded) or choose another folder",
+        errno.EROFS: "the file system is read-only; choose another folder",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.EPERM: "permission denied; choose a folder you can write to",
         errno.EFBIG: "the file is too large for this file system or limit",
     }
-    hint = hints.get(exc.errno, "choose another folder with -od")
+    hint = hints.get(exc.errno, "choose another folder")
     return f"cannot write {str(path)!r}: {exc.strerror or exc}; {hint}"
 
 
@@ -223,7 +219,7 @@ class _StreamWriter:
             raise
         except OSError as exc:
             raise OutputError(_write_problem(_stream_name(self.stream), exc).replace(
-                "choose another folder with -od", "write --output elsewhere")) from None
+                "another folder", "another file or folder")) from None
 
     def _put(self, text: str) -> None:
         with self._errors():

@@ -37,46 +37,14 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, A_P_ABORT, SOPClassExtendedNe
 from pynetdicom.sop_class import Verification
 
 from findtui.engine.models import (
-    TRANSFER_SYNTAXES,
     ExtendedNegotiation,
     QueryModel,
     is_pending,
     status_name,
 )
+from findtui.engine.network import Network, TLSOptions
 
 PYNETDICOM_LOGGER = logging.getLogger("pynetdicom")
-
-
-@dataclass(frozen=True)
-class TLSOptions:
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify: bool = True
-
-    def context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if self.cert_file:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-        return ctx
-
-
-@dataclass(frozen=True)
-class Network:
-    """Where and how to reach the SCP; defaults are findscu's."""
-
-    address: str
-    port: int
-    calling_aet: str = "FINDSCU"
-    called_aet: str = "ANY-SCP"
-    acse_timeout: float = 30.0
-    dimse_timeout: float = 30.0
-    network_timeout: float = 30.0
-    max_pdu: int = 16382
-    tls: TLSOptions | None = None
 
 
 @dataclass
@@ -85,11 +53,14 @@ class FindRequest:
     identifier: Dataset
     model: QueryModel = QueryModel.PATIENT
     ext_neg: ExtendedNegotiation = field(default_factory=ExtendedNegotiation)
-    transfer_syntaxes: tuple[UID, ...] = TRANSFER_SYNTAXES
     priority: int = 2
     cancel_after: int | None = None
     # How long to wait for the final status after a C-CANCEL before aborting.
     cancel_grace: float = 5.0
+
+    @property
+    def transfer_syntaxes(self) -> tuple[UID, ...]:
+        return self.network.transfer_syntaxes()
 
 
 # --- events -----------------------------------------------------------------
@@ -105,10 +76,15 @@ class Associated:
 
 @dataclass(frozen=True)
 class AssociationFailed:
-    """The association never got established. kind: rejected|unreachable|timeout|aborted|tls|no-context."""
+    """The association never got established. kind: rejected|unreachable|timeout|aborted|tls|no-context.
+
+    ``message`` names settings by their labels; ``settings`` lists the ones to check
+    (engine.settings keys), which each front end points to in its own words.
+    """
 
     kind: str
     message: str
+    settings: tuple[str, ...] = ()
 
 
 class IdentifierDecodeError(ValueError):
@@ -181,17 +157,23 @@ class Final:
             return ("the SCP is out of resources: narrow the query (more specific keys, "
                     "a lower level) or try again later")
         if status == 0xA900:
-            return ("the identifier does not match the information model: check -P/-S/-O/-W, "
+            return ("the identifier does not match the information model: check the model, "
                     "QueryRetrieveLevel and the keys")
         if status == 0x0122:
-            return "the SCP does not support this information model: try another (-P/-S/-O/-W)"
+            return "the SCP does not support this information model: try another"
         if status == 0x0124:
-            return "the SCP refused us: ask its admin to allow C-FIND for our AE title (-aet)"
+            return "the SCP refused us: ask its admin to allow C-FIND for our calling AE title"
         if 0xC000 <= status <= 0xCFFF:
             where = " (see the offending element)" if self.offending_element else ""
             return (f"the SCP could not process the query: check the keys and their values"
                     f"{where}, and the SCP's log")
         return "the query failed on the SCP: check the keys and the SCP's log"
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The settings the advice points at."""
+        return {0xA900: ("model", "level"), 0x0122: ("model",),
+                0x0124: ("calling_aet",)}.get(self.status, ())
 
 
 @dataclass(frozen=True)
@@ -205,6 +187,8 @@ class Fault:
 
     kind: str
     message: str
+    settings: tuple[str, ...] = ()
+    cancel_requested: bool = False  # a C-CANCEL had been asked for (Ctrl-C, --cancel, Esc)
 
 
 Event = Associated | AssociationFailed | Pending | Final | CancelSent | Fault
@@ -301,7 +285,9 @@ def _queued_rejection(assoc):
                  if isinstance(p, A_ASSOCIATE) and getattr(p, "result", None) in (1, 2)), None)
 
 
-def _describe_rejection(assoc, prim=None, request: FindRequest | None = None) -> str:
+def _describe_rejection(assoc, prim=None,
+                        request: FindRequest | None = None) -> tuple[str, tuple[str, ...]]:
+    """The rejection in words, and the settings to check."""
     prim = prim or assoc.acceptor.primitive
     result = {1: "rejected (permanent)", 2: "rejected (transient)"}.get(
         getattr(prim, "result", None), "rejected")
@@ -323,21 +309,24 @@ def _describe_rejection(assoc, prim=None, request: FindRequest | None = None) ->
     calling = f" {net.calling_aet!r}" if net else ""
     called = f" {net.called_aet!r}" if net else ""
     hints = {
-        (1, 1): f"; check the called AE title{called} (-aec) and ask the SCP's admin whether "
-                f"it accepts our calling AE title{calling} (-aet) from this host",
-        (1, 2): "; the peer may not be a DICOM SCP: check the address and port",
-        (1, 3): f"; the SCP does not know our calling AE title{calling} (-aet): ask its admin "
-                "to add it, or use the AE title it expects",
-        (1, 7): f"; the SCP is not called{called}: check the called AE title (-aec)",
-        (2, 1): f"; check the AE titles (-aet{calling}, -aec{called}) with the SCP's admin",
-        (2, 2): "; the peer does not support this DICOM upper-layer protocol version",
-        (3, 1): "; the SCP is busy: try again later",
-        (3, 2): "; the SCP has too many associations open: try again later",
+        (1, 1): (f"; check the called AE title{called} and ask the SCP's admin whether "
+                 f"it accepts our calling AE title{calling} from this host",
+                 ("called_aet", "calling_aet")),
+        (1, 2): ("; the peer may not be a DICOM SCP: check the address and port",
+                 ("address", "port")),
+        (1, 3): (f"; the SCP does not know our calling AE title{calling}: ask its admin "
+                 "to add it, or use the AE title it expects", ("calling_aet",)),
+        (1, 7): (f"; the SCP is not called{called}: check the called AE title", ("called_aet",)),
+        (2, 1): (f"; check the AE titles (calling{calling}, called{called}) with the SCP's "
+                 "admin", ("calling_aet", "called_aet")),
+        (2, 2): ("; the peer does not support this DICOM upper-layer protocol version", ()),
+        (3, 1): ("; the SCP is busy: try again later", ()),
+        (3, 2): ("; the SCP has too many associations open: try again later", ()),
     }
-    hint = hints.get((source, diag), "")
+    hint, settings = hints.get((source, diag), ("", ()))
     if getattr(prim, "result", None) == 2 and "try again later" not in hint:
         hint += "; the rejection is transient: try again later"
-    return f"association {result} by the {sources.get(source, 'peer')}: {reason}{hint}"
+    return f"association {result} by the {sources.get(source, 'peer')}: {reason}{hint}", settings
 
 
 def _failed_association(request: FindRequest, assoc, errors: list[str]) -> AssociationFailed:
@@ -345,72 +334,82 @@ def _failed_association(request: FindRequest, assoc, errors: list[str]) -> Assoc
     where = f"{net.address}:{net.port}"
     rejection = None if assoc.is_rejected else _queued_rejection(assoc)
     if assoc.is_rejected or rejection is not None:
-        return AssociationFailed(
-            "rejected", f"{where}: {_describe_rejection(assoc, rejection, request)}")
+        text, settings = _describe_rejection(assoc, rejection, request)
+        return AssociationFailed("rejected", f"{where}: {text}", settings)
     detail = next((line.split(": ", 1)[1] for line in errors
                    if line.startswith("TCP Initialisation Error")), None)
     if detail:
         low = detail.lower()
         if "ssl" in low or "certificate" in low or "tls" in low:
-            return AssociationFailed("tls", f"{where}: TLS handshake failed: {detail}"
-                                            f"{_tls_hint(net, low)}")
+            hint, settings = _tls_hint(low)
+            return AssociationFailed("tls", f"{where}: TLS handshake failed: {detail}{hint}",
+                                     settings)
         if "timed out" in low:
             return AssociationFailed(
                 "timeout", f"{where}: no answer within {net.network_timeout:g} s; "
-                "check the address and port, or raise -tn")
+                "check the address and port, or raise the network timeout",
+                ("address", "port", "network_timeout"))
         if "refused" in low:
             return AssociationFailed(
-                "unreachable", f"{where}: connection refused; is the SCP running on that port?")
-        return AssociationFailed("unreachable", f"{where}: cannot connect: {detail}")
+                "unreachable", f"{where}: connection refused; is the SCP running on that port?",
+                ("address", "port"))
+        return AssociationFailed("unreachable", f"{where}: cannot connect: {detail}",
+                                 ("address", "port"))
     if "No accepted presentation contexts" in errors:
         return AssociationFailed(
             "no-context",
             f"{where}: the SCP accepted none of the proposed presentation contexts "
-            f"({request.model.label} C-FIND); check the information model (-P/-S/-O/-W) "
-            "or --transfer-syntax")
+            f"({request.model.label} C-FIND); check the information model "
+            "or the transfer syntax", ("model", "transfer_syntax"))
     if net.tls is None:
-        tls_hint = "; if the peer expects TLS, use --tls"
+        tls_hint, tls_settings = "; if the peer expects TLS, turn TLS on", ("tls",)
     else:
-        tls_hint = "; is the peer a TLS port?"
+        tls_hint, tls_settings = "; is the peer a TLS port?", ()
     invalid = next((line for line in errors if line.startswith(
         ("Unknown PDU type", "Unable to decode the received PDU"))), None)
     if invalid:
         return AssociationFailed(
             "aborted", f"{where}: the peer answered with data that is not DICOM ({invalid}); "
-            f"association aborted; check that the port is a DICOM SCP{tls_hint}")
+            f"association aborted; check that the port is a DICOM SCP{tls_hint}",
+            ("port", *tls_settings))
     alert = next((line for line in errors if "[SSL" in line), None)
     if alert is not None and net.tls is not None:
         low = alert.lower()
         if "certificate required" in low:
-            hint = "; the peer requires a client certificate: give --tls-cert and --tls-key"
+            hint, settings = ("; the peer requires a client certificate: give our "
+                              "certificate and key files", ("tls.cert_file", "tls.key_file"))
         elif "unknown ca" in low or "bad certificate" in low or "certificate unknown" in low:
-            hint = ("; the peer does not trust our client certificate (--tls-cert): ask its "
-                    "admin to trust the CA that signed it")
+            hint, settings = ("; the peer does not trust our client certificate: ask its "
+                              "admin to trust the CA that signed it", ("tls.cert_file",))
         else:
-            hint = _tls_hint(net, low)
-        return AssociationFailed("tls", f"{where}: TLS failed: {alert}{hint}")
+            hint, settings = _tls_hint(low)
+        return AssociationFailed("tls", f"{where}: TLS failed: {alert}{hint}", settings)
     if any(line.startswith("ACSE timeout reached") for line in errors):
         return AssociationFailed(
             "timeout", f"{where}: no answer to the association request within "
-            f"{net.acse_timeout:g} s (-ta); raise -ta or check that the port is a DICOM "
-            f"SCP{tls_hint}")
+            f"{net.acse_timeout:g} s; raise the ACSE timeout or check that the port is a DICOM "
+            f"SCP{tls_hint}", ("acse_timeout", "port", *tls_settings))
     if assoc.is_aborted:
         return AssociationFailed(
-            "aborted", f"{where}: the peer aborted the association request{tls_hint}")
+            "aborted", f"{where}: the peer aborted the association request{tls_hint}",
+            tls_settings)
     return AssociationFailed(
-        "timeout", f"{where}: no association answer within {net.acse_timeout:g} s (-ta)")
+        "timeout", f"{where}: no association answer within {net.acse_timeout:g} s",
+        ("acse_timeout",))
 
 
-def _tls_hint(net: Network, low: str) -> str:
+def _tls_hint(low: str) -> tuple[str, tuple[str, ...]]:
     if "hostname mismatch" in low or "ip address mismatch" in low:
         return ("; the peer's certificate is not for this address: connect by the name "
-                "in its certificate")
+                "in its certificate", ("address",))
     if "certificate verify failed" in low or "self-signed" in low or "self signed" in low:
-        return ("; the peer's certificate is not trusted: give its CA with --tls-ca "
-                "(or, insecure, --tls-no-verify)")
+        return ("; the peer's certificate is not trusted: give its CA file "
+                "(or, insecure, turn certificate verification off)",
+                ("tls.ca_file", "tls.verify"))
     if "certificate required" in low or "alert" in low:
-        return "; the peer may require a client certificate: give --tls-cert and --tls-key"
-    return "; is the peer a TLS port? (without --tls for a plain DICOM port)"
+        return ("; the peer may require a client certificate: give our certificate and key "
+                "files", ("tls.cert_file", "tls.key_file"))
+    return "; is the peer a TLS port? (turn TLS off for a plain DICOM port)", ("tls",)
 
 
 def _check_resolvable(net: Network) -> AssociationFailed | None:
@@ -418,7 +417,8 @@ def _check_resolvable(net: Network) -> AssociationFailed | None:
         socket.getaddrinfo(net.address, net.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         return AssociationFailed(
-            "unreachable", f"cannot resolve host {net.address!r}: {exc.args[-1]}; check the address")
+            "unreachable", f"cannot resolve host {net.address!r}: {exc.args[-1]}; check the "
+            "address", ("address",))
     return None
 
 
@@ -442,7 +442,8 @@ def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None)
         try:
             tls_args = (net.tls.context(), net.address)
         except (OSError, ssl.SSLError) as exc:
-            return None, AssociationFailed("tls", f"cannot load TLS files: {exc}")
+            return None, AssociationFailed("tls", f"cannot load TLS files: {exc}",
+                                           ("tls.ca_file", "tls.cert_file", "tls.key_file"))
     with _pynetdicom_errors() as errors:
         assoc = ae.associate(net.address, net.port, ae_title=net.called_aet,
                              max_pdu=net.max_pdu, ext_neg=ext_neg or None, tls_args=tls_args)
@@ -643,7 +644,8 @@ class FindQuery:
                 yield AssociationFailed(
                     "no-context",
                     f"the SCP accepted the association but not {req.model.label} C-FIND with "
-                    f"any proposed transfer syntax; try another model or --transfer-syntax")
+                    f"any proposed transfer syntax; try another model or transfer syntax",
+                    ("model", "transfer_syntax"))
                 return
             ts = UID(cx.transfer_syntax[0])
             yield Associated(
@@ -694,7 +696,8 @@ class FindQuery:
                         # pynetdicom aborts on an invalid PDU (PS3.8 AA-8) without telling
                         # the DIMSE queue; the connection may stay open until ARTIM expires.
                         assoc.abort()
-                        yield Fault("protocol", _protocol_message(pending))
+                        yield Fault("protocol", _protocol_message(pending),
+                                    cancel_requested=self._cancel.is_set())
                         return
                     now = time.monotonic()
                     if cancel_deadline is not None and now > cancel_deadline:
@@ -702,27 +705,31 @@ class FindQuery:
                         yield Fault("cancel-timeout",
                                     f"no final status within {req.cancel_grace:g} s of C-CANCEL "
                                     "(the SCP ignored the cancel); association aborted after "
-                                    f"{pending} responses, which are kept")
+                                    f"{pending} responses, which are kept",
+                                    cancel_requested=True)
                         return
                     if now - last_message > dimse_timeout:
                         assoc.abort()
                         yield Fault("timeout",
-                                    f"no response within the DIMSE timeout ({dimse_timeout:g} s, -td) "
+                                    f"no response within the DIMSE timeout ({dimse_timeout:g} s) "
                                     f"after {pending} responses; association aborted; the responses "
-                                    "received are kept; raise -td if the SCP is slow")
+                                    "received are kept; raise the DIMSE timeout if the SCP is slow",
+                                    ("dimse_timeout",), cancel_requested=self._cancel.is_set())
                         return
                     continue
                 last_message = time.monotonic()
                 if rsp is None:
                     self._broken = True  # nothing left to release
-                    yield Fault("aborted", _abort_message(assoc, pending))
+                    yield Fault("aborted", _abort_message(assoc, pending),
+                                cancel_requested=self._cancel.is_set())
                     return
                 if not isinstance(rsp, (C_FIND, _FindResponse)) or not rsp.is_valid_response:
                     assoc.abort()
                     yield Fault("protocol",
                                 f"the peer sent an unexpected {type(rsp).__name__.replace('_', '-')} "
                                 f"message after {pending} responses; association aborted; the "
-                                "responses received are kept; report it to the SCP's admin")
+                                "responses received are kept; report it to the SCP's admin",
+                                cancel_requested=self._cancel.is_set())
                     return
                 status = rsp.Status
                 if is_pending(status):
@@ -840,8 +847,7 @@ class EchoResult:
 
 def echo(request: FindRequest) -> EchoResult:
     """C-ECHO (verification) against the request's node."""
-    probe = FindRequest(network=request.network, identifier=Dataset(),
-                        transfer_syntaxes=request.transfer_syntaxes)
+    probe = FindRequest(network=request.network, identifier=Dataset())
     assoc, failed = _associate(probe, [Verification])
     if failed:
         return EchoResult(False, failed.message)

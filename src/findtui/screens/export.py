@@ -20,7 +20,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
-from findtui.engine.output import OutputError, ResponseFileWriter, make_writer, rsp_name
+from findtui.engine.output import (
+    OutputError,
+    ResponseFileWriter,
+    make_writer,
+    open_output,
+    rsp_name,
+)
+from findtui.engine.settings import form_hint
 from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
 
 FORMATS = {"rsp": "Response files (rsp*.dcm)", "csv": "CSV", "json": "DICOM JSON"}
@@ -54,7 +61,10 @@ def check_choice(choice: ExportChoice, sop_class_uid: str, selected: int | None)
                 raise OutputError(f"{str(path)!r} already exists; not overwritten "
                                   "(tick Overwrite, or choose another folder)")
             return
-        ResponseFileWriter(folder, sop_class_uid, choice.overwrite).check()
+        try:
+            ResponseFileWriter(folder, sop_class_uid, choice.overwrite).check()
+        except OutputError as exc:
+            raise OutputError(str(exc) + form_hint(exc.settings)) from None
         return
     if not choice.filename:
         raise OutputError("give a file name")
@@ -81,11 +91,10 @@ def write_export(choice: ExportChoice, responses: Sequence[Pending], request: Fi
             return f"Wrote {written[0].name} to {choice.folder}"
         names = f" ({written[0].name} … {written[-1].name})" if written else ""
         return f"Wrote {len(written):,} response files{names} to {choice.folder}"
-    mode = "w" if choice.overwrite else "x"
     path = choice.target
     skipped = 0
     try:
-        with open(path, mode, encoding="utf-8", newline="") as stream:
+        with open_output(path, choice.overwrite) as stream:
             writer = make_writer(choice.kind, stream, columns)
             for response in responses:
                 try:
@@ -93,11 +102,9 @@ def write_export(choice: ExportChoice, responses: Sequence[Pending], request: Fi
                 except IdentifierDecodeError:
                     skipped += 1
             writer.close()
-    except FileExistsError:
-        raise OutputError(f"{str(path)!r} already exists; not overwritten") from None
+    except OutputError as exc:
+        raise OutputError(str(exc) + form_hint(exc.settings)) from None
     except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
         raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     what = "CSV" if choice.kind == "csv" else "DICOM JSON"
     rows = len(responses) - skipped

@@ -1,7 +1,7 @@
 """The run history in the TUI: every run is recorded (as the CLI's are), and the
 history screen re-runs an entry or loads it into the form.
 
-The history file is the engine's (findtui.engine.profiles.History): one JSON
+The history file is findtui.config.history.History: one JSON
 object a line, bounded; unreadable lines are skipped, never fatal.
 """
 
@@ -17,43 +17,34 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from findtui.engine.keys import KeyPathError
-from findtui.engine.profiles import (
-    MODEL_NAMES,
-    History,
-    HistoryEntry,
-    ProfileError,
-)
+from findtui.config.history import History, HistoryEntry
+from findtui.config.schema import MODEL_NAMES, ProfileError
+from findtui.engine.keys import KeyPathError, dataset_to_keys
 from findtui.engine.sanitize import visible
-from findtui.screens.profiles import (
-    confirm_then,
-    notify_error,
-    store_of,
-    tracker_of,
-)
+from findtui.screens.dialogs import confirm_then, notify_error
+from findtui.screens.form_state import store_of, tracker_of
 
 if TYPE_CHECKING:
-    from findtui.messages import QueryFinished
+    from findtui.messages import RunEnded
     from findtui.screens.query import QueryScreen
 
 OUTCOME_ICON = {"success": "✔", "warning": "▲", "cancel": "■"}
 
 
-def record_run(screen: QueryScreen, message: QueryFinished) -> None:
+def record_run(screen: QueryScreen, message: RunEnded) -> None:
     """Add a finished TUI run to the history (on a thread; a failure is only logged)."""
-    level = screen._level
-    if level is None:
-        return
-    request = level.request
+    request = message.request
     tracker = tracker_of(screen.app)
     node, query = tracker.names_for(request)
     prefix = []
     if request.model.levels:
-        prefix = [k for k in _identifier_keys(request) if k.startswith("QueryRetrieveLevel=")]
-    entry = HistoryEntry.from_run(request, results=message.received,
-                                  last_event=getattr(message, "last_event", None),
-                                  node=node, query=query, source="tui",
-                                  keys=prefix + list(level.keys))
+        prefix = [k for k in dataset_to_keys(request.identifier)
+                  if k.startswith("QueryRetrieveLevel=")]
+    demo = getattr(screen.app, "demo", None)
+    on_demo = demo is not None and (request.network.address, request.network.port) == (
+        demo.address, demo.port)
+    entry = HistoryEntry.from_run(request, message.summary, node=node, query=query,
+                                  source="tui", demo=on_demo, keys=prefix + list(message.keys))
     history = store_of(screen.app).history
     _mark_ran_form(screen, tracker, request)
 
@@ -79,12 +70,6 @@ def _mark_ran_form(screen: QueryScreen, tracker, request) -> None:
     if tracker.query is None and (current.model, current.identifier, current.ext_neg) == (
             request.model, request.identifier, request.ext_neg):
         tracker.mark(screen, network=False)
-
-
-def _identifier_keys(request) -> list[str]:
-    from findtui.engine.keys import dataset_to_keys
-
-    return dataset_to_keys(request.identifier)
 
 
 def _log_warning(screen: QueryScreen, text: str) -> None:
@@ -209,20 +194,28 @@ class HistoryScreen(Screen):
 
 
 def use_entry(screen: QueryScreen, entry: HistoryEntry, run: bool) -> None:
-    """Load a history entry into the form (through its node profile, if still saved),
-    and run it when ``run``."""
+    """Load a history entry into the form with every setting it ran with, and run it
+    when ``run`` (a run on the demo SCP goes to the demo SCP running now)."""
     app = screen.app
-    store = store_of(app)
     tracker = tracker_of(app)
     node = query = None
     try:
-        profiles = store.load()
+        profiles = store_of(app).load()
         node = profiles.nodes.get(entry.node) if entry.node else None
         query = profiles.queries.get(entry.query) if entry.query else None
     except ProfileError:
         pass  # the history works without profiles
+    network = entry.network
+    if entry.demo:
+        network = app.demo_network(network)
+    if run and not entry.complete:
+        notify_error(app, ValueError(
+            "this entry was recorded before findtui kept every setting (TLS, timeouts, PDU "
+            "size, transfer syntaxes): load it (l), check the Network tab, then run it"),
+            "Not run")
+        return
     try:
-        request = entry.find_request(node)
+        request = entry.find_request(network)
     except KeyPathError as exc:
         notify_error(app, exc, "Cannot load the entry")
         return
@@ -234,7 +227,8 @@ def use_entry(screen: QueryScreen, entry: HistoryEntry, run: bool) -> None:
 
     def load() -> None:
         screen.fill_form(request)
-        tracker.node, tracker.query = node, query
+        tracker.node = node if node is not None and node.network == entry.network else None
+        tracker.query = query
         tracker.mark(screen)
         if run:
             screen.action_run()

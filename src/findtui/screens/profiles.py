@@ -1,7 +1,7 @@
 """Saved node and query profiles in the TUI: the profiles screen, "save current form
 as…", loading a profile into the query form, and the unsaved-changes prompt.
 
-Storage is the engine's (findtui.engine.profiles.Store): every call re-reads the
+Storage is findtui.config.store.Store: every call re-reads the
 file, and a corrupt file is never written over (every save raises ProfileError,
 which is shown, never raised).
 
@@ -13,23 +13,19 @@ since asks first; so does quitting, when the edited part came from a profile.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from findtui.screens.commands import CommandListProvider
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import (
     Button,
-    Checkbox,
     Footer,
     Input,
     Label,
@@ -42,16 +38,20 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+from findtui.config.schema import NodeProfile, ProfileError, QueryProfile
+from findtui.config.store import Store
 from findtui.engine.keys import KeyPathError
 from findtui.engine.models import QueryModel
-from findtui.engine.profiles import (
-    NodeProfile,
-    ProfileError,
-    QueryProfile,
-    Store,
-)
-from findtui.engine.query import FindRequest, Network
+from findtui.engine.network import Network
 from findtui.engine.sanitize import visible
+from findtui.screens.dialogs import (
+    ConfirmScreen,
+    NameScreen,
+    SaveChoice,
+    confirm_then,
+    notify_error,
+)
+from findtui.screens.form_state import store_of, tracker_of
 from findtui.widgets.key_editor import KeyEditor
 from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
@@ -59,144 +59,26 @@ from findtui.widgets.network_form import FormError, NetworkForm
 if TYPE_CHECKING:
     from findtui.screens.query import QueryScreen
 
-# --- the query form's state ---------------------------------------------------
-
-
-def network_state(screen: QueryScreen) -> tuple:
-    """What the Network tab holds (raw field values: a bad value is a change too)."""
-    form = screen.query_one(NetworkForm)
-    return (tuple((w.id, w.value) for w in form.query(Input))
-            + tuple((c.id, c.value) for c in form.query(Checkbox)))
-
-
-def query_state(screen: QueryScreen) -> tuple:
-    """What the Query tab holds: model, level, keys (and a key typed, not yet added)."""
-    model_form = screen.query_one(ModelForm)
-    return (model_form.model, model_form.level, tuple(screen.query_one(KeyEditor).keys),
-            screen.query_one("#key-input", Input).value, screen.query_one(ExtNegForm).ext_neg())
-
-
-@dataclass
-class FormTracker:
-    """The profiles in the form, and the form as they left it."""
-
-    node: NodeProfile | None = None
-    query: QueryProfile | None = None
-    network_baseline: tuple | None = None
-    query_baseline: tuple | None = None
-
-    def mark(self, screen: QueryScreen, network: bool = True, query: bool = True) -> None:
-        if network:
-            self.network_baseline = network_state(screen)
-        if query:
-            self.query_baseline = query_state(screen)
-
-    def network_edited(self, screen: QueryScreen) -> bool:
-        return self.network_baseline is not None and network_state(screen) != self.network_baseline
-
-    def query_edited(self, screen: QueryScreen) -> bool:
-        return self.query_baseline is not None and query_state(screen) != self.query_baseline
-
-    def unsaved_profile_edits(self, screen: QueryScreen) -> list[str]:
-        """The loaded/saved profiles the form no longer matches (asked about on quit)."""
-        out = []
-        if self.node is not None and self.network_edited(screen):
-            out.append(f"node profile {self.node.name!r}")
-        if self.query is not None and self.query_edited(screen):
-            out.append(f"query profile {self.query.name!r}")
-        return out
-
-    def names_for(self, request: FindRequest) -> tuple[str | None, str | None]:
-        """The node and query profile names a run used (None where the form was changed)."""
-        node = query = None
-        if self.node is not None and self.node.network() == request.network:
-            node = self.node.name
-        q = self.query
-        if q is not None and q.model is request.model and q.ext_neg == request.ext_neg:
-            try:
-                if q.identifier() == request.identifier:
-                    query = q.name
-            except KeyPathError:
-                pass
-        return node, query
-
-
-def tracker_of(app) -> FormTracker:
-    tracker = getattr(app, "form_tracker", None)
-    if tracker is None:
-        tracker = app.form_tracker = FormTracker()
-    return tracker
-
-
-def store_of(app) -> Store:
-    """The app's Store (locations resolved once, when the app first needs them)."""
-    store = getattr(app, "profile_store", None)
-    if store is None:
-        store = app.profile_store = Store()
-    return store
-
-
-def check_store(app) -> ProfileError | None:
-    """At start-up: a profiles file that does not load is reported, never written over."""
-    try:
-        store_of(app).load()
-    except ProfileError as exc:
-        app.notify(visible(str(exc)) + "\nProfiles are read-only until the file is fixed.",
-                   title="Profiles file not loaded", severity="error", timeout=20, markup=False)
-        return exc
-    return None
-
-
-def notify_error(app, exc: Exception, title: str) -> None:
-    app.notify(visible(str(exc)), title=title, severity="error", timeout=10, markup=False)
-
-
 # --- loading into the query form ----------------------------------------------
 
 
 def load_node(screen: QueryScreen, node: NodeProfile, apply_model: bool = True) -> None:
-    network = node.network()
-    screen.query_one(NetworkForm).fill(network)
-    model_form = screen.query_one(ModelForm)
-    if apply_model and node.model is not None and node.model is not model_form.model:
+    screen.fill_network(node.network)
+    if apply_model and node.model is not None:
         # The node's default model; a query profile loaded with it sets its own instead.
-        model_form.fill(node.model, None)
-        model_form.post_message(ModelForm.Changed(model_form.model, model_form.level))
-    base = screen._base
-    if base is None:
-        base = FindRequest(network=network, identifier=Dataset())
-    screen._base = replace(base, network=network, transfer_syntaxes=node.transfer_syntaxes())
-    screen._update_breadcrumb()
+        screen.set_model(node.model)
     tracker = tracker_of(screen.app)
     tracker.node = node
     tracker.mark(screen, query=False)
 
 
 def load_query(screen: QueryScreen, query: QueryProfile, node: NodeProfile | None) -> None:
-    network = node.network() if node else Network("", 104)
-    request = FindRequest(network=network, identifier=query.identifier(), model=query.model,
-                          ext_neg=query.ext_neg)
     if node is not None:
         load_node(screen, node, apply_model=False)
-    screen._fill_query(request)
+    screen.fill_query(query.model, query.identifier())
     tracker = tracker_of(screen.app)
     tracker.query = query
     tracker.mark(screen, network=False)
-
-
-def confirm_then(screen: QueryScreen, what: list[str], action: Callable[[], None]) -> None:
-    """Run ``action`` now, or after the user agrees to drop the edits in ``what``."""
-    if not what:
-        action()
-        return
-
-    def done(ok: bool | None) -> None:
-        if ok:
-            action()
-
-    screen.app.push_screen(ConfirmScreen(
-        f"The form has unsaved changes to the {' and the '.join(what)}.",
-        "Discard them?", yes="Discard", no="Keep editing"), done)
 
 
 def use_profile(screen: QueryScreen, kind: str, name: str) -> None:
@@ -234,133 +116,6 @@ def use_profile(screen: QueryScreen, kind: str, name: str) -> None:
     confirm_then(screen, edits, load)
 
 
-# --- small dialogs ------------------------------------------------------------
-
-
-DIALOG_CSS = """
-    align: center middle;
-    & .dialog {
-        width: 64;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $accent;
-        border-title-color: $accent;
-        border-title-style: bold;
-        background: $surface;
-        padding: 0 1;
-    }
-    & .dialog .button-row {
-        margin-top: 1;
-        align-horizontal: right;
-    }
-"""
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question; y / n, Enter on a button, Esc is no."""
-
-    DEFAULT_CSS = "ConfirmScreen {" + DIALOG_CSS + "}"
-
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
-    ]
-
-    def __init__(self, text: str, question: str, yes: str = "Yes", no: str = "No") -> None:
-        super().__init__()
-        self.text, self.question, self.yes, self.no = text, question, yes, no
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-dialog", classes="dialog") as dialog:
-            dialog.border_title = self.question
-            yield Static(Text(self.text), id="confirm-text")
-            with Horizontal(classes="button-row"):
-                yield Button(f"{self.yes} (y)", id="confirm-yes", variant="error", compact=True)
-                yield Button(f"{self.no} (n)", id="confirm-no", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-yes")
-
-
-@dataclass(frozen=True)
-class SaveChoice:
-    kind: str
-    name: str
-
-
-class NameScreen(ModalScreen[SaveChoice | None]):
-    """Ask for a profile name (and, for "save as", which kind); Enter saves, Esc cancels."""
-
-    DEFAULT_CSS = "NameScreen {" + DIALOG_CSS + """
-        & #name-kind { width: 1fr; height: auto; margin-bottom: 1; }
-        & #name-error { height: auto; margin-top: 1; color: $text-error; text-style: bold; }
-        & Input { width: 1fr; }
-    }"""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="name.cancel")]
-
-    def __init__(self, title: str, name: str = "", kinds: tuple[str, ...] = ("node",),
-                 check: Callable[[SaveChoice], str | None] | None = None) -> None:
-        super().__init__()
-        self.title_text = title
-        self.initial = name
-        self.kinds = kinds
-        self.check = check
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="name-dialog", classes="dialog") as dialog:
-            dialog.border_title = self.title_text
-            if len(self.kinds) > 1:
-                with RadioSet(id="name-kind", compact=True):
-                    yield RadioButton("Node profile (the Network tab)", value=True, name="node",
-                                      compact=True)
-                    yield RadioButton("Query profile (model, level, keys)", name="query",
-                                      compact=True)
-            with Horizontal(classes="form-row"):
-                yield Label("Name", classes="form-label")
-                yield Input(self.initial, id="name-input", compact=True, max_length=64)
-            yield Static(id="name-error")
-            with Horizontal(classes="button-row"):
-                yield Button("Save", id="name-ok", variant="primary", compact=True)
-                yield Button("Cancel", id="name-cancel", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#name-error").display = False
-        self.query_one("#name-input", Input).focus()
-
-    def _kind(self) -> str:
-        if len(self.kinds) == 1:
-            return self.kinds[0]
-        pressed = self.query_one("#name-kind", RadioSet).pressed_button
-        return pressed.name if pressed is not None and pressed.name else self.kinds[0]
-
-    @on(Input.Submitted, "#name-input")
-    @on(Button.Pressed, "#name-ok")
-    def _ok(self, event) -> None:
-        event.stop()
-        choice = SaveChoice(self._kind(), self.query_one("#name-input", Input).value.strip())
-        error = "give a name" if not choice.name else (self.check(choice) if self.check else None)
-        if error:
-            message = self.query_one("#name-error", Static)
-            message.update(Text(visible(error)))
-            message.display = True
-            self.app.bell()
-            return
-        self.dismiss(choice)
-
-    @on(Button.Pressed, "#name-cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
 def save_form_as(screen: QueryScreen) -> None:
     """ "Save current form as…": the Network tab as a node profile, or the Query tab as a
     query profile (which remembers the node profile in use, if any)."""
@@ -373,9 +128,7 @@ def save_form_as(screen: QueryScreen) -> None:
         if choice.kind == "node":
             network = screen.query_one(NetworkForm).network()
             old = tracker.node if tracker.node and tracker.node.name == choice.name else None
-            fields = {} if old is None else {
-                f.name: getattr(old, f.name) for f in dataclasses.fields(NodeProfile)
-                if f.name in ("model", "transfer_syntax", "prefer_transfer_syntax", "description")}
+            fields = {} if old is None else {"model": old.model, "description": old.description}
             return NodeProfile.from_network(choice.name, network, **fields).validated()
         screen.query_one(KeyEditor).commit_typed()
         request = screen.build_request()
@@ -496,6 +249,7 @@ class ProfilesScreen(Screen):
         self.kind = "node"
         self.editing: str | None = None  # the name in the form; None: a new profile
         self.error: ProfileError | None = None
+        self.node_names: list[str] = []  # the node profiles offered for a query
 
     def notify(self, message: str, *, title: str = "", severity="information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -578,8 +332,9 @@ class ProfilesScreen(Screen):
                     index = with_id[0] if with_id else 0
                 olist.highlighted = index
         if profiles is not None:
+            self.node_names = list(profiles.nodes)
             self.query_one("#pf-query-node", Select).set_options(
-                [(visible(n), n) for n in profiles.nodes])
+                [(visible(n), n) for n in self.node_names])
         if self.error is not None:
             self._show_error(f"{self.error}\nFix the file; nothing is saved until then.")
         self._show_selected()
@@ -648,8 +403,8 @@ class ProfilesScreen(Screen):
         name_input.disabled = profile is not None  # r renames
         self.query_one("#pf-description", Input).value = profile.description if profile else ""
         if kind == "node":
-            node = profile or NodeProfile(name="", address="", port=104)
-            self.query_one("#pf-network", NetworkForm).fill(node.network())
+            node = profile or NodeProfile(name="", network=Network(address="", port=104))
+            self.query_one("#pf-network", NetworkForm).fill(node.network)
             model_select = self.query_one("#pf-node-model", Select)
             if node.model is None:
                 model_select.clear()
@@ -661,8 +416,7 @@ class ProfilesScreen(Screen):
             self.query_one("#pf-keys", TextArea).text = "\n".join(query.keys)
             self.query_one("#pf-extneg", ExtNegForm).fill(query.ext_neg, query.model)
             node_select = self.query_one("#pf-query-node", Select)
-            names = [value for _, value in node_select._options if value is not Select.NULL]
-            if query.node and query.node in names:
+            if query.node and query.node in self.node_names:
                 node_select.value = query.node
             else:
                 node_select.clear()
@@ -689,9 +443,6 @@ class ProfilesScreen(Screen):
             fields: dict[str, Any] = {
                 "model": model if isinstance(model, QueryModel) else None,
                 "description": description}
-            if old is not None:
-                fields["transfer_syntax"] = old.transfer_syntax
-                fields["prefer_transfer_syntax"] = old.prefer_transfer_syntax
             return NodeProfile.from_network(name, network, **fields).validated()
         model_form = self.query_one("#pf-model", ModelForm)
         keys = tuple(line.strip() for line in self.query_one("#pf-keys", TextArea).text.splitlines()
@@ -820,37 +571,9 @@ class ProfilesScreen(Screen):
         self.dismiss()
 
 
-# --- hooks for the app ----------------------------------------------------------
+
 
 
 def open_profiles(screen: QueryScreen) -> None:
     screen.app.push_screen(ProfilesScreen(store_of(screen.app),
                                           on_use=partial(use_profile, screen)))
-
-
-class ProfileCommands(CommandListProvider):
-    """Command palette entries: profiles, save as, history, and each saved profile."""
-
-    def _commands(self) -> list[tuple[str, object, str]]:
-        from findtui.screens.query import QueryScreen
-
-        screen = self.screen
-        if not isinstance(screen, QueryScreen):
-            return []
-        app = screen.app
-        commands: list[tuple[str, object, str]] = [
-            ("Profiles…", partial(open_profiles, screen), "Saved nodes and queries (F7)"),
-            ("Save current form as…", partial(save_form_as, screen),
-             "A node or a query profile (Ctrl+S)"),
-            ("History…", partial(app.run_action, "history"), "Re-run or load a past query (F8)"),
-        ]
-        try:
-            profiles = store_of(app).load()
-        except ProfileError:
-            return commands
-        for kind in ("node", "query"):
-            for name in profiles.of(kind):
-                commands.append((f"Use {kind}: {visible(name)}",
-                                 partial(use_profile, screen, kind, name),
-                                 f"Load the saved {kind} profile into the form"))
-        return commands

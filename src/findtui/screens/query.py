@@ -15,7 +15,6 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from findtui.screens.commands import CommandListProvider
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
@@ -25,7 +24,8 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from findtui.engine import output
 from findtui.engine.keys import KeyPathError, dataset_to_keys, value_at
-from findtui.engine.models import TRANSFER_SYNTAXES, ExtendedNegotiationError, QueryModel
+from findtui.engine.models import ExtendedNegotiationError, QueryModel
+from findtui.engine.network import Network
 from findtui.engine.query import (
     Associated,
     AssociationFailed,
@@ -38,6 +38,8 @@ from findtui.engine.query import (
     Pending,
     echo,
 )
+from findtui.engine.run import RunSummary
+from findtui.engine.settings import form_hint
 from findtui.engine.sanitize import visible
 from findtui.messages import (
     EchoFinished,
@@ -47,8 +49,8 @@ from findtui.messages import (
     QueryFinished,
     QueryOutcome,
     RowsReceived,
+    RunEnded,
 )
-from findtui.screens.history import record_run
 from findtui.screens.query_logic import (
     DrillDownError,
     RowBatcher,
@@ -70,23 +72,7 @@ from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
 from findtui.widgets.query_helpers import QueryHelpers, modality_key_for
 from findtui.widgets.results_table import ResultsTable
-from findtui.widgets.status_line import StatusLine
-
-FAILED_TITLES = {
-    "rejected": "Association rejected",
-    "unreachable": "Cannot connect",
-    "timeout": "Timed out",
-    "aborted": "Association aborted",
-    "tls": "TLS error",
-    "no-context": "No presentation context",
-}
-FAULT_TITLES = {
-    "aborted": "Connection lost",
-    "timeout": "Timed out",
-    "cancel-timeout": "Cancel (aborted)",
-    "protocol": "Protocol error",
-}
-
+from findtui.widgets.status_line import StatusLine, outcome_of
 
 @dataclass
 class ResultLevel:
@@ -102,16 +88,6 @@ class ResultLevel:
     elapsed: float | None = None
     cursor_row: int = 0
     row_title: str = ""  # the row drilled into from this level
-
-
-class QueryCommands(CommandListProvider):
-    """Command palette entries for the query screen's actions."""
-
-    def _commands(self) -> list[tuple[str, object, str]]:
-        screen = self.screen
-        if not isinstance(screen, QueryScreen):
-            return []
-        return screen.palette_commands()
 
 
 class QueryResults(ResultsTable):
@@ -212,10 +188,40 @@ class QueryScreen(Screen):
     # -- the form ---------------------------------------------------------
 
     def fill_form(self, request: FindRequest) -> None:
-        """Fill every field from a FindRequest (the CLI's options, a drill-down, back)."""
+        """Fill every field from a FindRequest (the CLI's options, a history entry)."""
         self._base = request
         self.query_one(NetworkForm).fill(request.network)
         self._fill_query(request)
+
+    def fill_network(self, network: Network) -> None:
+        """Fill the Network tab (a node profile)."""
+        self.query_one(NetworkForm).fill(network)
+        self._update_breadcrumb()
+
+    def fill_query(self, model: QueryModel, identifier, keys: list[str] | None = None) -> None:
+        """Fill the Query tab: model, level (from the identifier) and keys (a query profile)."""
+        self._fill_query(FindRequest(network=Network("-", 104), identifier=identifier,
+                                     model=model), keys)
+
+    def set_model(self, model: QueryModel, show_form: bool = False) -> None:
+        """Switch the information model (keys follow if they are the defaults)."""
+        model_form = self.query_one(ModelForm)
+        if model is model_form.model:
+            return
+        model_form.fill(model, None)
+        self._model_changed(ModelForm.Changed(model, model_form.level))
+        if show_form:
+            self._show_form("tab-query")
+
+    def cancel_query(self) -> None:
+        """Ask the running query (if any) to cancel; its worker ends on its own."""
+        if self._query is not None:
+            self._query.cancel()
+
+    @property
+    def current_level(self) -> ResultLevel | None:
+        """The results on view: what was asked, what came back."""
+        return self._level
 
     def _fill_query(self, request: FindRequest, keys: list[str] | None = None) -> None:
         model = request.model
@@ -256,7 +262,6 @@ class QueryScreen(Screen):
         base = self._base
         return FindRequest(
             network=network, identifier=identifier, model=model, ext_neg=ext_neg,
-            transfer_syntaxes=base.transfer_syntaxes if base else TRANSFER_SYNTAXES,
             priority=base.priority if base else 2,
             cancel_after=base.cancel_after if base else None,
             cancel_grace=base.cancel_grace if base else 5.0,
@@ -502,14 +507,11 @@ class QueryScreen(Screen):
 
         batcher = RowBatcher(send).start()
         batcher.log(["I: Requesting Association"])
-        received = 0
-        final_seen = False
-        outcome: QueryOutcome | None = None
-        last_event = None
+        summary = RunSummary()
         try:
             for event in query.events():
+                summary.feed(event)
                 if isinstance(event, Pending):
-                    received += 1
                     row = build_row(event, columns, formatters, value_at)
                     line = next(output.pending_lines(event, with_identifier=False))
                     batcher.add(row, compact(event), "I: " + line)
@@ -527,37 +529,17 @@ class QueryScreen(Screen):
                     post(QueryCancelSent(run_id, event.after))
                     batcher.log([f"I: Sent C-CANCEL after {event.after} responses"])
                 elif isinstance(event, Final):
-                    final_seen = True
-                    last_event = event  # the run's end, for the history
                     prefix = {"failure": "E: ", "warning": "W: "}.get(event.category, "I: ")
-                    batcher.log([prefix + visible(line) for line in output.final_lines(event)])
-                    detail = event.error_comment or ""
-                    if event.offending_element:
-                        tags = ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})"
-                                         for t in event.offending_element)
-                        detail = f"{detail} · offending {tags}".strip(" ·")
-                    outcome = QueryOutcome(event.category, event.name, detail)
-                elif isinstance(event, AssociationFailed):
-                    last_event = event
-                    batcher.log(["E: " + visible(event.message)])
-                    outcome = QueryOutcome("network", FAILED_TITLES.get(event.kind, "Failed"),
-                                           event.message)
-                elif isinstance(event, Fault):
-                    last_event = event
-                    batcher.log(["E: " + visible(event.message)])
-                    category = "cancel" if query.cancel_requested else "network"
-                    outcome = QueryOutcome(category, FAULT_TITLES.get(event.kind, "Failed"),
-                                           event.message)
-            if final_seen:
-                batcher.log(["I: Releasing Association"])
+                    batcher.log([prefix + visible(line) for line in output.final_lines(event)]
+                                + ["I: Releasing Association"])
+                elif isinstance(event, (AssociationFailed, Fault)):
+                    batcher.log(["E: " + visible(event.message + form_hint(event.settings))])
         except Exception as exc:  # a bug or an unexpected library error: show it, keep the rows
-            outcome = QueryOutcome("failure", "Error", f"{type(exc).__name__}: {exc}")
+            summary.crashed(f"{type(exc).__name__}: {exc}")
             batcher.log(["E: " + visible(f"{type(exc).__name__}: {exc}")])
         finally:
             batcher.close()
-        if outcome is None:
-            outcome = QueryOutcome("failure", "No final status", "the query ended without one")
-        post(QueryFinished(run_id, outcome, received, last_event))
+        post(QueryFinished(run_id, outcome_of(summary.finish()), summary))
 
     @on(RowsReceived)
     def _rows_received(self, message: RowsReceived) -> None:
@@ -606,7 +588,7 @@ class QueryScreen(Screen):
         level = self._level
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
-        record_run(self, message)
+        self.post_message(RunEnded(level.request, list(level.keys), message.summary))
         self.refresh_bindings()
         if message.outcome.category in ("network", "failure"):
             self.notify(visible(message.outcome.detail or message.outcome.title),
@@ -753,10 +735,8 @@ class QueryScreen(Screen):
             self.notify(str(exc), title="C-ECHO", severity="error")
             return
         self.notify(f"C-ECHO to {network.called_aet}…", timeout=2)
-        base = self._base
         request = FindRequest(network=network, identifier=build_request_identifier(
-            QueryModel.STUDY, "STUDY", []),
-            transfer_syntaxes=base.transfer_syntaxes if base else TRANSFER_SYNTAXES)
+            QueryModel.STUDY, "STUDY", []))
         self._echo(request, f"{network.called_aet} at {network.address}:{network.port}")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="echo")
@@ -859,12 +839,6 @@ class QueryScreen(Screen):
         if self._stack:
             commands.append(("Back up a level", partial(run, "back"), "Backspace"))
         for model in QueryModel:
-            commands.append((f"Model: {model.label}", partial(self._set_model, model),
+            commands.append((f"Model: {model.label}", partial(self.set_model, model, True),
                              "Information model of the query"))
         return commands
-
-    def _set_model(self, model: QueryModel) -> None:
-        model_form = self.query_one(ModelForm)
-        model_form.fill(model, None)
-        self._model_changed(ModelForm.Changed(model, model_form.level))
-        self._show_form("tab-query")

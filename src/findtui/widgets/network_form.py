@@ -6,9 +6,17 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import Checkbox, Input, Label
 
-from findtui.engine.query import Network, TLSOptions
+from findtui.engine.network import DEFAULTS, Network, NetworkError, network_from
+from findtui.engine.settings import SETTINGS
 
-DEFAULTS = Network(address="", port=104)
+# The widget of each setting (settings without one are carried over from the last fill()).
+WIDGETS = {
+    "address": "net-address", "port": "net-port", "calling_aet": "net-calling",
+    "called_aet": "net-called", "acse_timeout": "net-acse", "dimse_timeout": "net-dimse",
+    "network_timeout": "net-network", "max_pdu": "net-pdu", "tls": "net-tls",
+    "tls.ca_file": "net-ca", "tls.cert_file": "net-cert", "tls.key_file": "net-key",
+    "tls.verify": "net-verify",
+}
 
 
 class FormError(ValueError):
@@ -19,49 +27,30 @@ class FormError(ValueError):
         self.field_id = field_id
 
 
-def _ae_title(value: str, field_id: str, what: str) -> str:
-    value = value.strip()
-    if not value:
-        raise FormError(field_id, f"the {what} AE title is empty")
-    if len(value) > 16:
-        raise FormError(field_id, f"the {what} AE title {value!r} is longer than 16 characters")
-    if "\\" in value or any(ord(c) < 32 for c in value):
-        raise FormError(field_id, f"the {what} AE title {value!r} has a backslash or control character")
-    return value
-
-
-def _number(value: str, field_id: str, what: str, kind=float, minimum: float = 0) -> float:
-    try:
-        n = kind(value.strip())
-    except ValueError:
-        raise FormError(field_id, f"{what}: {value.strip()!r} is not a number") from None
-    if n < minimum:
-        raise FormError(field_id, f"{what} must be {minimum:g} or more")
-    return n
-
-
 class NetworkForm(Vertical):
     """Address, port, AE titles, timeouts, max PDU and TLS; ``network()`` reads it back."""
+
+    _carried: dict = {}
 
     def compose(self) -> ComposeResult:
         with Grid(id="net-grid"):
             yield Label("Address", classes="form-label")
             yield Input(placeholder="host or IP", id="net-address", compact=True)
             yield Label("Port", classes="form-label")
-            yield Input(str(DEFAULTS.port), id="net-port", type="integer", compact=True)
+            yield Input("104", id="net-port", type="integer", compact=True)
             yield Label("Calling AE", classes="form-label")
-            yield Input(DEFAULTS.calling_aet, id="net-calling", max_length=16, compact=True)
+            yield Input(DEFAULTS["calling_aet"], id="net-calling", max_length=16, compact=True)
             yield Label("Called AE", classes="form-label")
-            yield Input(DEFAULTS.called_aet, id="net-called", max_length=16, compact=True)
+            yield Input(DEFAULTS["called_aet"], id="net-called", max_length=16, compact=True)
             yield Label("ACSE timeout", classes="form-label")
-            yield Input(f"{DEFAULTS.acse_timeout:g}", id="net-acse", type="number", compact=True)
+            yield Input(f"{DEFAULTS['acse_timeout']:g}", id="net-acse", type="number", compact=True)
             yield Label("DIMSE timeout", classes="form-label")
-            yield Input(f"{DEFAULTS.dimse_timeout:g}", id="net-dimse", type="number", compact=True)
+            yield Input(f"{DEFAULTS['dimse_timeout']:g}", id="net-dimse", type="number", compact=True)
             yield Label("Net timeout", classes="form-label")
-            yield Input(f"{DEFAULTS.network_timeout:g}", id="net-network", type="number",
+            yield Input(f"{DEFAULTS['network_timeout']:g}", id="net-network", type="number",
                         compact=True)
             yield Label("Max PDU", classes="form-label")
-            yield Input(str(DEFAULTS.max_pdu), id="net-pdu", type="integer", compact=True)
+            yield Input(str(DEFAULTS["max_pdu"]), id="net-pdu", type="integer", compact=True)
         with Grid(id="tls-grid"):
             yield Checkbox("TLS", id="net-tls", compact=True)
             yield Checkbox("Verify certificate", True, id="net-verify", compact=True,
@@ -84,39 +73,32 @@ class NetworkForm(Vertical):
                 self.query_one(f"#{wid}").disabled = not event.value
 
     def _value(self, wid: str) -> str:
-        return self.query_one(f"#{wid}", Input).value
+        return self.query_one(f"#{wid}", Input).value.strip()
 
     def network(self) -> Network:
-        """The Network the form describes; raises FormError naming the bad field."""
-        address = self._value("net-address").strip()
-        if not address:
+        """The Network the form describes, validated by the connection model's own rules;
+        raises FormError naming the bad field."""
+        data = {name: self._value(wid) for name, wid in WIDGETS.items()
+                if "." not in name and name != "tls"}
+        data.update(self._carried)
+        if not data["address"]:
             raise FormError("net-address", "the peer's address is empty")
-        port = int(_number(self._value("net-port"), "net-port", "port", int, 1))
-        if port > 65535:
-            raise FormError("net-port", f"port {port} is out of range (1-65535)")
-        tls = None
         if self.query_one("#net-tls", Checkbox).value:
-            cert = self._value("net-cert").strip() or None
-            key = self._value("net-key").strip() or None
-            if key and not cert:
-                raise FormError("net-cert", "a TLS key file needs its certificate file")
-            tls = TLSOptions(ca_file=self._value("net-ca").strip() or None, cert_file=cert,
-                             key_file=key, verify=self.query_one("#net-verify", Checkbox).value)
-        return Network(
-            address=address,
-            port=port,
-            calling_aet=_ae_title(self._value("net-calling"), "net-calling", "calling"),
-            called_aet=_ae_title(self._value("net-called"), "net-called", "called"),
-            acse_timeout=_number(self._value("net-acse"), "net-acse", "ACSE timeout", float, 0.1),
-            dimse_timeout=_number(self._value("net-dimse"), "net-dimse", "DIMSE timeout", float,
-                                  0.1),
-            network_timeout=_number(self._value("net-network"), "net-network", "network timeout",
-                                    float, 0.1),
-            max_pdu=int(_number(self._value("net-pdu"), "net-pdu", "max PDU", int, 0)),
-            tls=tls,
-        )
+            tls = {name.split(".")[1]: self._value(WIDGETS[name])
+                   for name in ("tls.ca_file", "tls.cert_file", "tls.key_file")}
+            data["tls"] = {k: v for k, v in tls.items() if v}
+            data["tls"]["verify"] = self.query_one("#net-verify", Checkbox).value
+        try:
+            return network_from(data, strings=True)
+        except NetworkError as exc:
+            text = exc.render(lambda name: f"the {SETTINGS[name].label}" if name in SETTINGS
+                              else name)
+            raise FormError(WIDGETS.get(exc.setting, "net-address"), text) from None
 
     def fill(self, network: Network) -> None:
+        # Settings without a widget (the transfer syntaxes) go out as they came in.
+        self._carried = {k: v for k, v in network.to_dict().items()
+                         if k not in WIDGETS and v is not None}
         values = {
             "net-address": network.address,
             "net-port": str(network.port),

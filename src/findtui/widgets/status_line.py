@@ -8,6 +8,8 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from findtui.engine.run import RunSummary
+from findtui.engine.settings import form_hint
 from findtui.messages import QueryOutcome
 from findtui.engine.sanitize import visible
 
@@ -20,7 +22,16 @@ ICONS = {
     "cancel": ("■", "$warning"),
     "failure": ("✖", "$error"),
     "network": ("✖", "$error"),
+    "aborted": ("■", "$error"),
+    "output": ("✖", "$error"),
 }
+
+
+def outcome_of(summary: RunSummary) -> QueryOutcome:
+    """What the status line shows for a finished run (the engine decided how it ended;
+    the TUI adds where in the form to fix it)."""
+    return QueryOutcome(str(summary.outcome), summary.title,
+                        summary.detail + form_hint(summary.settings))
 
 
 def _count(n: int) -> str:

@@ -1,0 +1,193 @@
+"""Options + profiles -> one frozen run spec.
+
+Precedence: options given > ``--query``'s profile > the node profile > the connection
+model's defaults (engine.network). The connection is validated by the model's own
+rules (``network_from``); the CLI only says which option to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from findtui.cli.options import NETWORK_OPTIONS
+from findtui.engine.models import ExtendedNegotiation, ExtendedNegotiationError, QueryModel
+from findtui.engine.network import DEFAULTS, Network, NetworkError, network_from
+from findtui.engine.settings import SETTINGS, cli_hint
+
+
+class UsageError(ValueError):
+    """Bad or conflicting options (exit 2)."""
+
+
+class OptionValueError(UsageError):
+    """An option's value is not one the connection can take (``profiles add``: exit 1)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one batch run needs, resolved: what to ask, where, and where results go."""
+
+    request: object  # engine.query.FindRequest
+    keys: tuple[str, ...]  # the keys as given (their order is the CSV's column order)
+    file: str | None = None  # -f
+    output_format: str = "log"
+    output: str | None = None
+    write: bool = False
+    output_directory: str = "."
+    overwrite: bool = False
+    node_profile: str | None = None
+    query_profile: str | None = None
+    demo: bool = False  # the embedded demo SCP (a history re-run starts one)
+
+
+def resolve_options(args: argparse.Namespace) -> None:
+    """Fill what the command line left unset from the profiles (raises ProfileError).
+
+    The node profile is --profile, else (without addr) the query profile's node, else
+    (without addr, with --batch or --query) the default node profile. Sets
+    args.node_profile / args.query_profile to the names used (for the history) and
+    args.node_network to the node's connection.
+    """
+    node = query = None
+    args.node_profile = args.query_profile = None
+    use_default = args.addr is None and (args.batch or args.query)
+    if args.profile or args.query or use_default:
+        from findtui.config.schema import ProfileNotFoundError
+        from findtui.config.store import Store
+
+        store = Store()
+        profiles = store.load()
+        if args.query:
+            query = profiles.get("query", args.query, store.path)
+        node_name = args.profile
+        if node_name is None and args.addr is None:
+            node_name = (query.node if query else None) or (
+                profiles.default_node if use_default else None)
+            if query and query.node and query.node not in profiles.nodes:
+                raise ProfileNotFoundError(
+                    f"query profile {query.name!r} names node {query.node!r}, which is not a "
+                    "node profile (give --profile NAME or addr port)", store.path)
+        if node_name is not None:
+            node = profiles.get("node", node_name, store.path)
+    args.node_profile = node.name if node else None
+    args.query_profile = query.name if query else None
+    args.node_network = node.network if node else None
+    if node is not None:
+        if args.addr is None:
+            args.addr = node.network.address
+        if args.port is None:
+            args.port = node.network.port
+    if args.model is None:
+        if query is not None:
+            args.model = query.model.value
+        elif node is not None and node.model is not None:
+            args.model = node.model.value
+        else:
+            args.model = "P"
+    if query is not None:
+        from findtui.config.schema import EXT_NEG_FIELDS
+
+        args.keyword = [*query.identifier_keys(), *args.keyword]
+        for name, attr in EXT_NEG_FIELDS.items():
+            setattr(args, name, getattr(args, name) or getattr(query.ext_neg, attr))
+        args.output_format = args.output_format or query.output_format
+        args.output = args.output or _expanded(query.output)
+        args.write = args.write or query.write
+        args.output_directory = args.output_directory or _expanded(query.output_directory)
+        args.overwrite = args.overwrite or query.overwrite
+    args.output_format = args.output_format or "log"
+    args.output_directory = args.output_directory or "."
+
+
+def network_from_args(args: argparse.Namespace, base: Network | None = None) -> Network:
+    """The connection the options describe, over ``base`` (a node profile's) or the
+    defaults; raises UsageError naming the option to fix."""
+    if (args.tls_ca or args.tls_cert or args.tls_key or args.tls_no_verify) and not args.tls \
+            and (base is None or base.tls is None):
+        raise UsageError("--tls-ca, --tls-cert, --tls-key and --tls-no-verify need --tls")
+    data = base.to_dict() if base is not None else dict(DEFAULTS)
+    data.pop("tls", None)
+    if args.transfer_syntax or args.prefer_transfer_syntax:
+        data.pop("transfer_syntax", None)
+        data.pop("prefer_transfer_syntax", None)
+    data.update({"address": args.addr, "port": args.port})
+    data.update({name: getattr(args, name) for name in NETWORK_OPTIONS
+                 if getattr(args, name) is not None})
+    tls = base.tls if base is not None else None
+    if args.tls or tls is not None:
+        data["tls"] = {
+            "ca_file": args.tls_ca or (tls.ca_file if tls else None),
+            "cert_file": args.tls_cert or (tls.cert_file if tls else None),
+            "key_file": args.tls_key or (tls.key_file if tls else None),
+            "verify": not args.tls_no_verify and (tls.verify if tls else True),
+        }
+        data["tls"] = {k: v for k, v in data["tls"].items() if v is not None}
+    try:
+        return network_from({k: v for k, v in data.items() if v is not None})
+    except NetworkError as exc:
+        raise OptionValueError(option_message(exc)) from None
+
+
+def option_message(exc: NetworkError) -> str:
+    """A NetworkError in the CLI's words: options by their flags."""
+    def name(setting: str) -> str:
+        if setting in ("address", "port"):
+            return f"the peer's {setting}"
+        known = SETTINGS.get(setting)
+        return known.flags[0] if known and known.flags else setting
+
+    return exc.render(name)
+
+
+def ext_neg_from_args(args: argparse.Namespace) -> ExtendedNegotiation:
+    return ExtendedNegotiation(
+        relational=args.relational_query,
+        dt_matching=args.dt_matching,
+        fuzzy_names=args.fuzzy_names,
+        timezone_adj=args.timezone_adj,
+        enhanced_conversion=args.enhanced_conversion,
+    )
+
+
+def check_batch_options(args: argparse.Namespace) -> None:
+    """What only a batch run needs (raises UsageError)."""
+    if not args.file and not args.keyword:
+        raise UsageError("-f and/or -k (or --query NAME) must be specified")
+    if args.addr is None or args.port is None:
+        raise UsageError("the address and port of the peer are required: findtui --batch addr "
+                         "port -k ... (or --profile NAME)")
+    if args.cancel is not None and args.cancel < 0:
+        raise UsageError("--cancel takes a number of responses (0 or more)")
+
+
+def request_from_args(args: argparse.Namespace, identifier):
+    """The FindRequest the options describe (raises UsageError)."""
+    from findtui.engine.query import FindRequest
+
+    network = network_from_args(args, getattr(args, "node_network", None))
+    ext_neg = ext_neg_from_args(args)
+    try:
+        ext_neg.validate(QueryModel(args.model))
+    except ExtendedNegotiationError as exc:
+        raise UsageError(str(exc)) from None
+    return FindRequest(network=network, identifier=identifier, model=QueryModel(args.model),
+                       ext_neg=ext_neg, cancel_after=args.cancel)
+
+
+def spec_from_args(args: argparse.Namespace, identifier) -> RunSpec:
+    return RunSpec(
+        request=request_from_args(args, identifier), keys=tuple(args.keyword), file=args.file,
+        output_format=args.output_format, output=args.output, write=args.write,
+        output_directory=args.output_directory, overwrite=args.overwrite,
+        node_profile=args.node_profile, query_profile=args.query_profile)
+
+
+def hinted(message: str, settings) -> str:
+    """An engine message with the CLI's pointer to the options to check."""
+    return message + cli_hint(settings)
+
+
+def _expanded(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path else path

@@ -1,0 +1,205 @@
+"""history.jsonl: every run (CLI and TUI), with every setting it ran with, to audit and re-run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+from findtui.config.paths import HISTORY_FILE, state_dir
+from findtui.config.schema import EXT_NEG_FIELDS, MODEL_NAMES
+from findtui.engine.files import atomic_write_text, file_lock
+from findtui.engine.keys import build_identifier, dataset_to_keys
+from findtui.engine.models import ExtendedNegotiation, QueryModel
+from findtui.engine.network import FIELDS as NETWORK_FIELDS
+from findtui.engine.network import Network, NetworkError, network_from
+from findtui.engine.query import FindRequest
+from findtui.engine.run import RunSummary
+
+HISTORY_LIMIT = 500
+
+class _Record(Struct, forbid_unknown_fields=True):
+    """A history line's own fields (the connection's fields sit beside them, flat)."""
+
+    time: str
+    model: Literal["patient", "study", "psonly", "worklist"]
+    keys: list[str]
+    results: int
+    outcome: str
+    status: str
+    status_code: int | None = None
+    node: str | None = None
+    query: str | None = None
+    ext_neg: list[str] = []
+    source: str = "cli"
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One run: when, every setting it ran with, which keys, how many results, how it ended.
+
+    Its JSON is flat: the connection's fields (address, port, AE titles, timeouts,
+    max_pdu, tls, transfer syntaxes; engine.network.Network) beside the run's own.
+    Entries written before every setting was recorded load with ``complete`` False:
+    they can be loaded into a form, not re-run as they ran.
+    """
+
+    time: str  # ISO 8601, local time with its UTC offset
+    network: Network
+    model: QueryModel
+    keys: tuple[str, ...]
+    results: int
+    outcome: str  # engine.run.Outcome: success|warning|cancel|failure|network|aborted|output
+    status: str  # 'Success', 'Failure: Unable to Process', or what went wrong
+    status_code: int | None = None
+    node: str | None = None  # the node profile used, if any
+    query: str | None = None  # the query profile used, if any
+    ext_neg: tuple[str, ...] = ()  # ExtendedNegotiation attribute names that were asked
+    source: str = "cli"  # cli|tui
+    demo: bool = False  # ran against the embedded demo SCP (its port changes every start)
+    complete: bool = True  # False: an old entry without TLS, timeouts, PDU, transfer syntaxes
+
+    @classmethod
+    def from_run(cls, request: FindRequest, summary: RunSummary, *, node: str | None = None,
+                 query: str | None = None, source: str = "cli", demo: bool = False,
+                 keys: Sequence[str] | None = None,
+                 when: _dt.datetime | None = None) -> HistoryEntry:
+        """``keys``: the keys as the user gave them (their order is the column order); by
+        default, the request identifier's keys."""
+        when = when or _dt.datetime.now().astimezone()
+        return cls(time=when.isoformat(timespec="seconds"), network=request.network,
+                   model=request.model,
+                   keys=tuple(dataset_to_keys(request.identifier) if keys is None else keys),
+                   results=summary.received, outcome=str(summary.outcome or "aborted"),
+                   status=summary.status, status_code=summary.status_code, node=node,
+                   query=query,
+                   ext_neg=tuple(a for a, _, _ in ExtendedNegotiation.NAMES
+                                 if getattr(request.ext_neg, a)),
+                   source=source, demo=demo)
+
+    @property
+    def address(self) -> str:
+        return self.network.address
+
+    @property
+    def port(self) -> int:
+        return self.network.port
+
+    @property
+    def called_aet(self) -> str:
+        return self.network.called_aet
+
+    @property
+    def calling_aet(self) -> str:
+        return self.network.calling_aet
+
+    def find_request(self, network: Network | None = None) -> FindRequest:
+        """The request to run this entry again: exactly as it ran, or on ``network``
+        (the demo SCP's new address, a node profile's settings)."""
+        return FindRequest(network=network or self.network,
+                           identifier=build_identifier(list(self.keys)), model=self.model,
+                           ext_neg=ExtendedNegotiation(**{a: True for a in self.ext_neg}))
+
+    def to_json(self) -> dict[str, Any]:
+        # Every setting, unset ones as null: a script sees TLS off as "tls": null.
+        d: dict[str, Any] = {"time": self.time, **msgspec.to_builtins(self.network),
+                             "model": MODEL_NAMES[self.model], "keys": list(self.keys),
+                             "results": self.results, "outcome": self.outcome,
+                             "status": self.status, "status_code": self.status_code,
+                             "node": self.node, "query": self.query,
+                             "ext_neg": list(self.ext_neg), "source": self.source}
+        if self.demo:
+            d["demo"] = True
+        return d
+
+    @classmethod
+    def from_json(cls, data: Any) -> HistoryEntry:
+        """Raises ValueError for anything that is not an entry."""
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        net = {k: v for k, v in data.items() if k in NETWORK_FIELDS}
+        own = {k: v for k, v in data.items() if k not in NETWORK_FIELDS}
+        try:
+            record = msgspec.convert(own, _Record)
+            network = network_from(net)
+        except (msgspec.ValidationError, NetworkError) as exc:
+            raise ValueError(f"bad history entry: {exc}") from None
+        if not all(a in EXT_NEG_FIELDS.values() for a in record.ext_neg):
+            raise ValueError("bad history entry: unknown extended negotiation")
+        return cls(time=record.time, network=network,
+                   model=next(m for m, n in MODEL_NAMES.items() if n == record.model),
+                   keys=tuple(record.keys), results=record.results, outcome=record.outcome,
+                   status=record.status, status_code=record.status_code, node=record.node,
+                   query=record.query, ext_neg=tuple(record.ext_neg), source=record.source,
+                   demo=record.demo, complete="acse_timeout" in net)
+
+
+class History:
+    """history.jsonl: one JSON object a line, oldest first, at most ``limit`` entries.
+
+    Appends run under a lock; past the limit the file is rewritten atomically with the
+    newest entries. Lines that do not parse (e.g. hand-edited) are skipped and dropped at
+    the next rewrite.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None,
+                 limit: int = HISTORY_LIMIT) -> None:
+        self.path = Path(path) if path is not None else state_dir() / HISTORY_FILE
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.limit = limit
+
+    def _lines(self) -> list[str]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if line.strip()]
+
+    def entries(self) -> list[HistoryEntry]:
+        out = []
+        for line in self._lines():
+            try:
+                out.append(HistoryEntry.from_json(json.loads(line)))
+            except (ValueError, RecursionError):
+                continue
+        return out[-self.limit:]
+
+    def append(self, entry: HistoryEntry) -> None:
+        """Record a run (raises OSError or ProfileError if the file cannot be written)."""
+        line = json.dumps(entry.to_json(), ensure_ascii=False)
+        with file_lock(self.lock_path):
+            lines = self._lines()
+            if len(lines) + 1 > self.limit:
+                kept = [ln for ln in lines if _valid_line(ln)][-(self.limit - 1):] \
+                    if self.limit > 1 else []
+                atomic_write_text(self.path, "".join(f"{ln}\n" for ln in [*kept, line]))
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as f:
+                    if f.tell() and not self.path.read_bytes().endswith(b"\n"):
+                        f.write("\n")  # a torn last line stays a line of its own
+                    f.write(line + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+
+    def clear(self) -> None:
+        with file_lock(self.lock_path):
+            atomic_write_text(self.path, "")
+
+
+def _valid_line(line: str) -> bool:
+    try:
+        HistoryEntry.from_json(json.loads(line))
+    except (ValueError, RecursionError):
+        return False
+    return True
+

@@ -1,0 +1,3 @@
+from findtui.demo.scp import main
+
+raise SystemExit(main())

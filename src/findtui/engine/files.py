@@ -1,0 +1,121 @@
+"""The one safe way to write a file: no-follow opens, atomic replacement, a lock.
+
+- ``open_new(path, overwrite)``: for results (-w files, --output, TUI exports,
+  ``profiles export``): never through a symbolic link, never into a FIFO or device,
+  never through a hard link (another name of a file that may live elsewhere), never
+  over an existing file unless ``overwrite``.
+- ``atomic_write_text(path, text)``: replace a file all at once (temp + fsync + rename).
+- ``file_lock(path)``: an exclusive lock on a lock file (filelock: flock here, Windows too).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO
+
+LOCK_TIMEOUT = 10.0
+
+
+class UnsafeFileError(OSError):
+    """The path is a link, a special file, or exists (and may not be replaced)."""
+
+
+class LockTimeout(OSError):
+    """Another process holds the lock."""
+
+
+def open_new(path: str | os.PathLike[str], overwrite: bool = False, *,
+             text: bool = True) -> IO:
+    """Open ``path`` for writing as a new file (or, with ``overwrite``, an existing plain
+    file of its own, truncated). Raises FileExistsError, UnsafeFileError or OSError."""
+    path = Path(path)
+    flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not overwrite:
+        flags |= os.O_EXCL  # also refuses a symlink, even a dangling one
+    elif path.is_symlink():
+        raise UnsafeFileError(errno.ELOOP, "is a symbolic link; not followed", str(path))
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFileError(errno.ELOOP, "is a symbolic link; not followed",
+                                  str(path)) from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader (O_NONBLOCK): never wait on it
+            raise UnsafeFileError(errno.ENXIO, "is not a plain file (a FIFO or a device); "
+                                  "not written", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(errno.EINVAL, "is not a plain file (a FIFO or a device); "
+                                  "not written", str(path))
+        if st.st_nlink > 1:
+            raise UnsafeFileError(errno.EMLINK, "is a hard link to another file; not "
+                                  "overwritten", str(path))
+        if overwrite:
+            os.ftruncate(fd, 0)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        if text:
+            return open(fd, "w", encoding="utf-8", newline="", closefd=True)
+        return open(fd, "wb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once: temp file in the same folder, fsync, rename.
+
+    A symlinked file is written through (the link stays: dotfiles are often links). The
+    file keeps its mode; a new one is private (0600).
+    """
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        with suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with suppress(OSError):  # make the rename itself durable
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a lock file that is never replaced)."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=timeout, mode=0o600)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockTimeout(errno.EAGAIN, f"another findtui has held the lock for {timeout:g} s; "
+                          "try again", str(path)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+__all__ = ["LockTimeout", "UnsafeFileError", "atomic_write_text", "file_lock", "open_new"]

@@ -1,0 +1,146 @@
+"""A run's events -> one summary and one outcome, for the CLI, the TUI and the history.
+
+``RunSummary.feed(event)`` is the only place that decides how a C-FIND ended. The
+CLI maps ``summary.outcome`` to its exit code, the TUI to its status line, the
+history records it; none of them looks at events to decide again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from findtui.engine.query import (
+    Associated,
+    AssociationFailed,
+    CancelSent,
+    Event,
+    Fault,
+    Final,
+    Pending,
+)
+
+
+class Outcome(enum.StrEnum):
+    """How a run ended (the history's ``outcome`` values)."""
+
+    SUCCESS = "success"  # final status Success, also with no matches
+    WARNING = "warning"  # a warning final status
+    FAILURE = "failure"  # a failure final status
+    CANCEL = "cancel"  # a C-CANCEL was asked for: confirmed, or the peer then aborted
+    NETWORK = "network"  # no association, or the association broke during the query
+    ABORTED = "aborted"  # we aborted at once (a second Ctrl-C) or the run ended with no status
+    OUTPUT = "output"  # results could not be written, so the query was cancelled
+
+
+FAILED_TITLES = {
+    "rejected": "Association rejected",
+    "unreachable": "Cannot connect",
+    "timeout": "Timed out",
+    "aborted": "Association aborted",
+    "tls": "TLS error",
+    "no-context": "No presentation context",
+}
+FAULT_TITLES = {
+    "aborted": "Connection lost",
+    "timeout": "Timed out",
+    "cancel-timeout": "Cancel (aborted)",
+    "protocol": "Protocol error",
+}
+
+
+@dataclass
+class RunSummary:
+    """What a run did so far; ``outcome`` is None until it has ended."""
+
+    received: int = 0
+    associated: bool = False
+    cancel_sent: bool = False
+    ended_by: Final | AssociationFailed | Fault | None = None
+    outcome: Outcome | None = None
+    title: str = ""  # a short name of how it ended: 'Success', 'Connection lost', ...
+    detail: str = ""  # the engine's message, error comment, offending element
+    settings: tuple[str, ...] = field(default=())  # the settings to check, if any
+    status_code: int | None = None
+    output_error: str | None = None  # results could not be written (the query was cancelled)
+    was_interrupted: bool = False  # stopped at once (a second Ctrl-C)
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, Pending):
+            self.received += 1
+        elif isinstance(event, Associated):
+            self.associated = True
+        elif isinstance(event, CancelSent):
+            self.cancel_sent = True
+        elif isinstance(event, Final):
+            self.ended_by = event
+            self.status_code = event.status
+            self.title = event.name
+            detail = event.error_comment or ""
+            if event.offending_element:
+                tags = ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})"
+                                 for t in event.offending_element)
+                detail = f"{detail} · offending {tags}".strip(" ·")
+            self.detail = detail
+            self.settings = event.settings
+            self.outcome = Outcome(event.category)
+        elif isinstance(event, AssociationFailed):
+            self.ended_by = event
+            self.title = FAILED_TITLES.get(event.kind, "Failed")
+            self.detail, self.settings = event.message, event.settings
+            self.outcome = Outcome.NETWORK
+        elif isinstance(event, Fault):
+            self.ended_by = event
+            self.title = FAULT_TITLES.get(event.kind, "Failed")
+            self.detail, self.settings = event.message, event.settings
+            # A peer that aborts (or times out) after we asked to cancel ended a cancelled run.
+            cancelled = event.cancel_requested or event.kind == "cancel-timeout"
+            self.outcome = Outcome.CANCEL if cancelled else Outcome.NETWORK
+
+    def interrupted(self) -> None:
+        """The run was stopped at once (a second Ctrl-C): aborted, rows kept."""
+        self.was_interrupted = True
+
+    def output_failed(self, message: str) -> None:
+        """Results could not be written; the query is being cancelled because of it."""
+        self.output_error = message
+
+    def crashed(self, message: str) -> None:
+        """A bug or an unexpected library error ended the run."""
+        self.outcome = Outcome.FAILURE
+        self.title = "Error"
+        self.detail = message
+
+    def finish(self) -> RunSummary:
+        """Call once the events are exhausted: a run with no end is 'aborted'."""
+        if self.output_error is not None:
+            self.outcome, self.title = Outcome.OUTPUT, "Results not written"
+            self.detail, self.settings = self.output_error, ()
+        elif self.was_interrupted:
+            self.outcome, self.title = Outcome.ABORTED, "Aborted"
+            self.detail = f"aborted after {self.received} responses"
+        elif self.outcome is None:
+            self.outcome = Outcome.ABORTED
+            self.title = "No final status"
+            self.detail = "the query ended without one"
+        return self
+
+    @property
+    def status(self) -> str:
+        """The history's ``status``: the status name, or what went wrong."""
+        if isinstance(self.ended_by, Final):
+            return self.ended_by.name
+        if self.outcome is Outcome.OUTPUT or self.ended_by is None:
+            return self.title
+        return self.detail
+
+
+def summarize(events) -> RunSummary:
+    """Feed every event (e.g. a recorded sequence) and finish."""
+    summary = RunSummary()
+    for event in events:
+        summary.feed(event)
+    return summary.finish()
+
+
+__all__ = ["FAILED_TITLES", "FAULT_TITLES", "Outcome", "RunSummary", "summarize"]
