@@ -322,3 +322,53 @@ def test_path_command(capsys, findtui_config_dir):
     assert out.splitlines() == [f"profiles: {findtui_config_dir / 'profiles.toml'}",
                                 f"history: {findtui_config_dir / 'history.jsonl'}"]
     assert Path(findtui_config_dir).exists()
+
+
+def test_history_rerun_runs_an_entry_again(demo, capsys):
+    r = run_cli("--batch", "-q", "-P", demo.address, str(demo.port), "-aet", "ME",
+                "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT0000*", "-k", "PatientName=")
+    assert r.returncode == 0
+    assert main(["history"]) == 0
+    assert capsys.readouterr().out.lstrip().startswith("1  ")  # numbered for rerun
+    r = run_cli("history", "rerun", "1", "-q", "--output-format", "csv")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "QueryRetrieveLevel,PatientID,PatientName" and len(lines) == 10
+    first, again = History().entries()
+    assert again.network == first.network and again.network.calling_aet == "ME"
+    assert again.keys == first.keys
+    r = run_cli("history", "rerun", "7")
+    assert r.returncode == ExitCode.BAD_INPUT and "no entry 7" in r.stderr
+
+
+def test_history_rerun_of_a_demo_run_starts_the_demo_scp(capsys):
+    """The demo SCP's port is new at every start: a demo entry re-runs on a new demo SCP
+    (re-running it on the recorded port failed)."""
+    from findtui.config import HistoryEntry
+    from findtui.engine.keys import build_identifier
+    from findtui.engine.models import QueryModel
+    from findtui.engine.network import Network
+    from findtui.engine.query import Final, FindRequest
+    from findtui.engine.run import summarize
+
+    gone = Network("127.0.0.1", 9, called_aet="FINDTUI-DEMO")  # nothing listens there
+    request = FindRequest(gone, build_identifier(["QueryRetrieveLevel=STUDY", "PatientName=",
+                                                  "StudyInstanceUID="]), QueryModel.STUDY)
+    History().append(HistoryEntry.from_run(request, summarize([Final(0)]), source="tui",
+                                           demo=True))
+    assert main(["history"]) == 0
+    assert "demo SCP" in capsys.readouterr().out
+    r = run_cli("history", "rerun", "-1", "-q", "--output-format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    assert len(jsonl_rows(r.stdout)) > 0
+    assert History().entries()[-1].demo is True
+
+
+def test_history_rerun_refuses_an_entry_without_every_setting(findtui_config_dir):
+    line = json.dumps({"time": "2024-01-01T00:00:00+00:00", "address": "h", "port": 1,
+                       "called_aet": "A", "calling_aet": "B", "model": "patient", "keys": [],
+                       "results": 0, "outcome": "success", "status": "Success"})
+    (findtui_config_dir / "history.jsonl").write_text(f"{line}\n")
+    r = run_cli("history", "rerun", "1")
+    assert r.returncode == ExitCode.BAD_INPUT
+    assert "cannot be re-run exactly" in r.stderr and "Traceback" not in r.stderr

@@ -604,3 +604,29 @@ def test_large_and_deep_sequences(tmp_path):
             deep = deep.ReferencedStudySequence[0]
         assert deep.PatientID == "LEAF"
         assert "ReferencedStudySequence" not in deep
+
+
+def test_ctrl_c_answered_by_a_peer_abort_is_a_cancel_everywhere(tmp_path):
+    """Ctrl-C, then the PACS aborts instead of confirming the C-CANCEL: the CLI exits 5
+    (cancelled) and the history says 'cancel' too (it said 'network')."""
+    from findtui.config import History
+
+    def script(s):
+        for i in range(30):
+            s.pending(patient(i))
+            if s.wait_cancel(1.0):
+                s.abort()
+                return
+
+    with FaultSCP(script) as scp:
+        proc = _start(scp, tmp_path)
+        _wait_for(tmp_path / "rsp" / "rsp000002.dcm")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    err = err.decode()
+    assert proc.returncode == ExitCode.CANCELLED, err
+    assert "aborted the association" in err
+    last = History().entries()[-1]
+    assert last.outcome == "cancel", last
+    ids, rows = kept(tmp_path)
+    assert ids == rows and ids[:2] == ["P0", "P1"]

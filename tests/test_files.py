@@ -298,3 +298,25 @@ def test_output_file_symlink_is_not_followed(tmp_path, victim):
         r = run(scp, "--output-format", "csv", "--output", str(link))
     assert r.returncode == ExitCode.OUTPUT
     assert not (victim.parent / "created.csv").exists()
+
+
+def test_output_overwrite_never_writes_through_a_symlink(tmp_path, victim):
+    """--overwrite replaces a file of its own; a link is refused, its target untouched."""
+    link = tmp_path / "out.csv"
+    link.symlink_to(victim)
+    with FaultSCP(serve(2, size=10)) as scp:
+        r = run(scp, "--output-format", "csv", "--output", str(link), "--overwrite")
+    assert r.returncode == ExitCode.OUTPUT, r.err[-3000:]
+    assert_no_traceback(r)
+    assert victim.read_bytes() == b"precious" and link.is_symlink()
+    assert any("symbolic link; not followed" in x for x in r.error_lines())
+
+
+def test_output_into_a_fifo_is_refused_not_blocked(tmp_path):
+    fifo = tmp_path / "out.csv"
+    os.mkfifo(fifo)
+    with FaultSCP(serve(2, size=10)) as scp:
+        r = run(scp, "--output-format", "csv", "--output", str(fifo), "--overwrite",
+                timeout=30)
+    assert r.returncode == ExitCode.OUTPUT, r.err[-3000:]
+    assert any("not a plain file" in x for x in r.error_lines())

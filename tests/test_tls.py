@@ -168,3 +168,31 @@ def test_engine_tls(tls_scp, mutual_tls_scp, pki):
     refused = _find(mutual_tls_scp, TLSOptions(ca_file=ca))
     assert [(type(e), e.kind) for e in refused] == [(AssociationFailed, "tls")]
     assert "client certificate" in refused[0].message
+
+
+def test_a_tls_run_is_rerun_from_the_history_with_tls(tls_scp, pki):
+    """'Run again' sends patient data the way it went the first time: with TLS, the same CA,
+    timeouts and PDU size (it used to go out in plain TCP with findscu's defaults)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from findtui.config import History
+
+    assert_works(cli(tls_scp, "--tls", "--tls-ca", str(pki / "ca.pem"), "-ta", "7", "-pdu",
+                     "32768"))
+    entry = History().entries()[-1]
+    assert entry.network.tls is not None and entry.network.max_pdu == 32768
+    listed = subprocess.run([sys.executable, "-m", "findtui", "history", "--json", "-n", "1"],
+                            capture_output=True, text=True, check=True).stdout
+    line = json.loads(listed)
+    assert line["tls"]["ca_file"] == str(pki / "ca.pem") and line["acse_timeout"] == 7.0
+    rerun = subprocess.run([sys.executable, "-m", "findtui", "history", "rerun", "-1", "-q",
+                            "--output-format", "csv"], capture_output=True, text=True,
+                           env=dict(os.environ), stdin=subprocess.DEVNULL, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.splitlines() == ["QueryRetrieveLevel,PatientID,PatientName",
+                                         ",TLS-OK,SECURE^PATIENT"]
+    again = History().entries()[-1]
+    assert again.network == entry.network and again.outcome == "success"

@@ -339,6 +339,29 @@ async def test_load_a_history_entry_into_the_form(demo):
         assert not screen.running
 
 
+@sync
+async def test_a_demo_run_from_the_history_runs_again_on_the_demo_scp():
+    """Its recorded port is gone (the demo SCP's port is new every start); run again goes to
+    the demo SCP of this session, and the new run is recorded as a demo run."""
+    gone = Network("127.0.0.1", 9, called_aet="FINDTUI-DEMO")
+    request = FindRequest(network=gone, model=QueryModel.PATIENT,
+                          identifier=build_identifier(["QueryRetrieveLevel=PATIENT",
+                                                       "PatientID=", "PatientName="]))
+    Store().history.append(HistoryEntry.from_run(request, summarize(pendings(3)),
+                                                 source="tui", demo=True))
+    app = make_app(demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f8", "r")
+        screen = app.query_screen
+        await wait_for(pilot, lambda: screen.current_level is not None
+                       and screen.current_level.state == "success", what="the re-run")
+        assert screen.current_level.request.network.port == app.demo.port
+        assert len(screen.current_level.responses) > 0
+        await wait_for(pilot, lambda: len(Store().history.entries()) == 2, what="the record")
+        assert Store().history.entries()[-1].demo is True
+
+
 # --- a corrupt profiles file ------------------------------------------------------
 
 
