@@ -43,17 +43,20 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Benchmarks never touch the user's real profiles or history (subprocesses inherit this).
+os.environ["FINDTUI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="findtui-bench-")
 sys.path.insert(0, str(ROOT / "src"))
 
 from findtui.app import make_app  # noqa: E402
 from findtui.engine.keys import build_identifier  # noqa: E402
 from findtui.engine.models import QueryModel  # noqa: E402
 from findtui.engine.query import FindRequest, Network  # noqa: E402
-from findtui.screens.query_logic import default_keys  # noqa: E402
+from findtui.engine.hierarchy import default_keys  # noqa: E402
 from findtui.widgets.results_table import ResultsTable  # noqa: E402
 
 KEYS = ["QueryRetrieveLevel=STUDY", *default_keys(QueryModel.STUDY, "STUDY")]

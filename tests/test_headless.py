@@ -13,7 +13,7 @@ import findtui.engine
 
 ENGINE_MODULES = sorted(
     f"{pkg.__name__}.{m.name}" for pkg in (findtui.engine, findtui.config, findtui.demo)
-    for m in pkgutil.iter_modules(pkg.__path__)
+    for m in pkgutil.iter_modules(pkg.__path__) if m.name != "__main__"  # that one runs
 )
 
 

@@ -25,7 +25,8 @@ from findtui.engine.query import FindRequest
 from findtui.messages import RunEnded
 from findtui.screens.commands import ProfileCommands, QueryCommands
 from findtui.screens.query import QueryScreen
-from findtui.screens.query_logic import build_request_identifier, default_keys
+from findtui.engine.hierarchy import default_keys
+from findtui.screens.query_logic import build_request_identifier
 
 # Set to 1 for deterministic screens (snapshots): no elapsed time or rate in the status line.
 STATIC_STATUS_ENV = "FINDTUI_STATIC_STATUS"

@@ -8,7 +8,6 @@ name, a default model and a description; its TOML table is the Network's fields
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re

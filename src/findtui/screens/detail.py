@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
-from findtui.screens.query_logic import request_level
+from findtui.engine.hierarchy import request_level
 from findtui.engine.sanitize import visible
 
 MAX_VALUE = 256  # characters of one value shown; the rest is elided

@@ -85,6 +85,8 @@ def short_time(iso: str) -> str:
 
 
 def peer_label(entry: HistoryEntry) -> str:
+    if entry.demo:
+        return "demo SCP"  # its port changes every start; re-runs go to the current one
     return entry.node or f"{entry.address}:{entry.port}"
 
 

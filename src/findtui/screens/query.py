@@ -51,19 +51,21 @@ from findtui.messages import (
     RowsReceived,
     RunEnded,
 )
-from findtui.screens.query_logic import (
+from findtui.engine.hierarchy import (
     DrillDownError,
-    RowBatcher,
-    build_request_identifier,
-    ResponseStore,
-    build_row,
-    cell_formatters,
-    compact,
     default_keys,
     drill_down_request,
     next_level,
-    order_keys,
     request_level,
+)
+from findtui.screens.query_logic import (
+    ResponseStore,
+    RowBatcher,
+    build_request_identifier,
+    build_row,
+    cell_formatters,
+    compact,
+    order_keys,
     row_title,
     table_columns,
 )
