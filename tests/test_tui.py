@@ -26,12 +26,8 @@ from findtui.engine.query import FindRequest, Network, Pending, TLSOptions, run_
 from findtui.screens.detail import DetailScreen
 from findtui.screens.export import ExportScreen
 from findtui.screens.query import QueryScreen
-from findtui.screens.query_logic import (
-    RowBatcher,
-    drill_down_request,
-    readable_pn,
-    table_columns,
-)
+from findtui.engine.hierarchy import drill_down_request
+from findtui.screens.query_logic import RowBatcher, readable_pn, table_columns
 from findtui.widgets.key_editor import KeyEditor, complete_keyword
 from findtui.widgets.model_form import ModelForm
 from findtui.widgets.query_helpers import QueryHelpers
