@@ -411,14 +411,19 @@ def _wait_for(path: Path, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
-def test_slow_drip_then_ctrl_c(tmp_path):
-    with FaultSCP(drip()) as scp:
+def _ctrl_c_after_two(script, tmp_path) -> tuple[int, str]:
+    """Run the CLI against ``script``, press Ctrl-C once two responses are on disk."""
+    with FaultSCP(script) as scp:
         proc = _start(scp, tmp_path)
         _wait_for(tmp_path / "rsp" / "rsp000002.dcm")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-    err = err.decode()
-    assert proc.returncode == ExitCode.CANCELLED, err
+    return proc.returncode, err.decode()
+
+
+def test_slow_drip_then_ctrl_c(tmp_path):
+    code, err = _ctrl_c_after_two(drip(), tmp_path)
+    assert code == ExitCode.CANCELLED, err
     assert "Traceback" not in err
     assert "W: Interrupted: sending C-CANCEL" in err and "0xFE00 (Cancel)" in err
     ids, rows = kept(tmp_path)
@@ -618,13 +623,8 @@ def test_ctrl_c_answered_by_a_peer_abort_is_a_cancel_everywhere(tmp_path):
                 s.abort()
                 return
 
-    with FaultSCP(script) as scp:
-        proc = _start(scp, tmp_path)
-        _wait_for(tmp_path / "rsp" / "rsp000002.dcm")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    err = err.decode()
-    assert proc.returncode == ExitCode.CANCELLED, err
+    code, err = _ctrl_c_after_two(script, tmp_path)
+    assert code == ExitCode.CANCELLED, err
     assert "aborted the association" in err
     last = History().entries()[-1]
     assert last.outcome == "cancel", last

@@ -331,7 +331,7 @@ def history_main(argv: list[str]) -> int:
 
 def _rerun(argv: list[str]) -> int:
     from findtui.cli.batch import run_batch
-    from findtui.cli.options import setup_logging
+    from findtui.cli.options import add_log_options, setup_logging
     from findtui.cli.resolve import RunSpec
     from findtui.config.history import History
     from findtui.engine.keys import KeyPathError
@@ -343,11 +343,7 @@ def _rerun(argv: list[str]) -> int:
                     "against the demo SCP starts the demo SCP again.")
     p.add_argument("number", type=int, metavar="N",
                    help="the entry's number in 'findtui history' (-1: the last run)")
-    gen = p.add_argument_group("General Options")
-    gen.add_argument("-q", "--quiet", dest="log_type", action="store_const", const="q")
-    gen.add_argument("-v", "--verbose", dest="log_type", action="store_const", const="v")
-    gen.add_argument("-d", "--debug", dest="log_type", action="store_const", const="d")
-    p.set_defaults(log_type="v")
+    add_log_options(p)
     _add_output_options(p.add_argument_group("Output Options"))
     args = p.parse_args(argv)
     setup_logging(args.log_type, None)

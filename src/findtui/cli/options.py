@@ -50,13 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("port", nargs="?", type=int, help="TCP/IP port number of peer")
     p.add_argument("--version", action="version", version=f"findtui {__version__}")
 
-    gen = p.add_argument_group("General Options")
-    gen.add_argument("-q", "--quiet", dest="log_type", action="store_const", const="q",
-                     help="quiet mode, prints no warnings or errors")
-    gen.add_argument("-v", "--verbose", dest="log_type", action="store_const", const="v",
-                     help="verbose mode, prints processing details (default)")
-    gen.add_argument("-d", "--debug", dest="log_type", action="store_const", const="d",
-                     help="debug mode, prints debugging information")
+    gen = add_log_options(p)
     gen.add_argument("-ll", "--log-level", metavar="[l]evel", type=str.lower,
                      choices=list(LOG_LEVELS),
                      help="one of critical, fatal, error, warning, warn, info, debug, trace")
@@ -118,6 +112,19 @@ def _add_tls_options(tls) -> None:
         tls.add_argument(*setting.flags, metavar=setting.metavar, help=setting.help)
     tls.add_argument(*SETTINGS["tls.verify"].flags, action="store_true",
                      help=SETTINGS["tls.verify"].help)
+
+
+def add_log_options(p: argparse.ArgumentParser):
+    """findscu's -q/-v/-d (the default is -v); returns the group for more."""
+    gen = p.add_argument_group("General Options")
+    gen.add_argument("-q", "--quiet", dest="log_type", action="store_const", const="q",
+                     help="quiet mode, prints no warnings or errors")
+    gen.add_argument("-v", "--verbose", dest="log_type", action="store_const", const="v",
+                     help="verbose mode, prints processing details (default)")
+    gen.add_argument("-d", "--debug", dest="log_type", action="store_const", const="d",
+                     help="debug mode, prints debugging information")
+    p.set_defaults(log_type="v")
+    return gen
 
 
 def _add_model_options(group) -> None:
