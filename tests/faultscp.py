@@ -414,13 +414,14 @@ class FaultSCP:
     def __init__(self, script: Script | None = None, *, reject: tuple[int, int, int] | None = None,
                  on_associate: str | None = None, ae_title: str = "FAULTSCP",
                  transfer_syntaxes: tuple[str, ...] = (EXPLICIT_VR_LE, IMPLICIT_VR_LE),
-                 implementation_version: bytes = b"FAULTSCP") -> None:
+                 implementation_version: bytes = b"FAULTSCP", max_pdu: int = 16382) -> None:
         self.script = script or (lambda s: s.final(0))
         self.reject = reject
         self.on_associate = on_associate
         self.ae_title = ae_title
         self.transfer_syntaxes = transfer_syntaxes
         self.implementation_version = implementation_version
+        self.max_pdu = max_pdu  # what the A-ASSOCIATE-AC says we receive
         self.address = LOCALHOST
         self.port = 0
         self.associations = 0
@@ -546,7 +547,7 @@ class FaultSCP:
         for context_id, chosen in results:
             ts = item(0x40, (chosen or IMPLICIT_VR_LE).encode())
             body += item(0x21, struct.pack(">BBBB", context_id, 0, 0 if chosen else 4, 0) + ts)
-        body += item(0x50, item(0x51, struct.pack(">I", 16382))
+        body += item(0x50, item(0x51, struct.pack(">I", self.max_pdu))
                      + item(0x52, IMPLEMENTATION_UID.encode())
                      + item(0x55, self.implementation_version))
         ac = struct.pack(">HH", 1, 0) + called + calling + b"\0" * 32 + body

@@ -630,3 +630,91 @@ def test_ctrl_c_answered_by_a_peer_abort_is_a_cancel_everywhere(tmp_path):
     assert last.outcome == "cancel", last
     ids, rows = kept(tmp_path)
     assert ids == rows and ids[:2] == ["P0", "P1"]
+
+
+# --------------------------------------------------------------------------
+# What a broken or hostile peer may cost: bounded time, bounded memory
+# --------------------------------------------------------------------------
+
+
+def _stall_in_pdu(promised: int):
+    """One pending, then a P-DATA header promising ``promised`` bytes, 10 sent, and silence:
+    a half-open connection in the middle of a message."""
+    def script(s):
+        s.pending(patient(0))
+        s.raw(struct.pack(">BBI", 0x04, 0, promised) + b"\x00" * 10)
+        s.hang(120)
+    return script
+
+
+def test_a_peer_stalling_inside_a_pdu_is_aborted_within_the_timeouts(tmp_path):
+    """It used to hang for good: pynetdicom's reader sat in recv() and every abort waited for
+    it. Now no read waits longer than -tn (the test's own timeout bounds the run)."""
+    with FaultSCP(_stall_in_pdu(100)) as scp:
+        run = cli(scp, tmp_path, "-td", "2", "-tn", "2", fmt="csv", timeout=40)
+    assert run.returncode == ExitCode.NETWORK, run.err
+    assert_no_traceback(run)
+    line = one_line(run, "association aborted")
+    assert "timeout" in line  # the network (-tn) or DIMSE (-td) timeout, named
+    assert kept(tmp_path) == (["P0"], ["P0"])
+
+
+def test_a_pdu_longer_than_we_proposed_is_refused_unread(tmp_path):
+    """A header promising 100 MB: refused at the header (it was read whole into memory)."""
+    import resource
+
+    with FaultSCP(_stall_in_pdu(100_000_000)) as scp:
+        run = cli(scp, tmp_path, "-pdu", "16384", fmt="csv", timeout=40)
+    assert run.returncode == ExitCode.NETWORK, run.err
+    assert_no_traceback(run)
+    one_line(run, "PDU of 100,000,000 bytes", "more than the 16,384 we accept")
+    assert kept(tmp_path) == (["P0"], ["P0"])
+    # no findtui child of this test run ever grew near the 100 MB it was offered
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 250 * 1024
+
+
+def test_an_identifier_over_the_size_limit_is_refused(tmp_path):
+    big = {"PatientID": "P1", "PatientName": "X" * 400_000}
+
+    def script(s):
+        s.pending(patient(0))
+        s.pending(big)  # in PDUs of the size we proposed, each one legal
+        s.pending(patient(2))
+        s.finish()
+
+    with FaultSCP(script) as scp:
+        run = cli(scp, tmp_path, "--max-identifier-size", "100000", fmt="jsonl")
+        events = list(run_find(FindRequest(Network(scp.address, scp.port), query(),
+                                           max_identifier_size=100_000)))
+    assert run.returncode == ExitCode.NETWORK, run.err
+    assert_no_traceback(run)
+    assert one_line(run, "more than 100,000 bytes").endswith("(--max-identifier-size)")
+    assert kept(tmp_path, "jsonl") == (["P0"], ["P0"])
+    assert isinstance(events[-1], Fault) and events[-1].kind == "protocol"
+    assert [e.index for e in events if isinstance(e, Pending)] == [1]
+
+
+def test_a_peer_that_ignores_cancel_and_keeps_sending_is_aborted(tmp_path):
+    """The cancel deadline is checked on every response (it was only checked when the
+    queue ran dry, which a peer sending every 20 ms never lets happen)."""
+    with FaultSCP(drip(n=100_000, honour_cancel=False, interval=0.02)) as scp:
+        run = cli(scp, tmp_path, "--cancel", "3", fmt="csv", timeout=60)
+    assert run.returncode == ExitCode.CANCELLED, run.err
+    assert_no_traceback(run)
+    one_line(run, "the SCP ignored the cancel", "which are kept")
+    ids, rows = kept(tmp_path)
+    assert ids == rows and ids[:3] == ["P0", "P1", "P2"]
+    assert len(ids) < 100_000
+
+
+@pytest.mark.parametrize("max_pdu", [1, 5, 6, 7, 13])
+def test_a_tiny_maximum_pdu_in_the_association_answer_is_a_clear_error(max_pdu, tmp_path):
+    with FaultSCP(lambda s: s.serve([patient(0)]), max_pdu=max_pdu) as scp:
+        run = cli(scp, tmp_path, "-q", fmt="csv")
+        events = engine_events(scp)
+    assert run.returncode == ExitCode.NETWORK, run.err
+    assert run.err == ""  # -q: nothing, not even a traceback
+    assert isinstance(events[-1], Fault) and "too small" in events[-1].message
+    from findtui.config import History
+
+    assert History().entries()[-1].outcome == "network"

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_options(q)
     q.add_argument("--cancel", metavar="N", type=int,
                    help="send a C-CANCEL after N responses")
+    size = SETTINGS["max_identifier_size"]
+    q.add_argument(*size.flags, metavar=size.metavar, type=int, help=size.help)
 
     _add_ext_neg_options(p.add_argument_group("Extended Negotiation Options"))
 

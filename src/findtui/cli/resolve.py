@@ -160,6 +160,8 @@ def check_batch_options(args: argparse.Namespace) -> None:
                          "port -k ... (or --profile NAME)")
     if args.cancel is not None and args.cancel < 0:
         raise UsageError("--cancel takes a number of responses (0 or more)")
+    if args.max_identifier_size is not None and args.max_identifier_size < 1024:
+        raise UsageError("--max-identifier-size takes a number of bytes, 1024 or more")
 
 
 def request_from_args(args: argparse.Namespace, identifier):
@@ -172,8 +174,10 @@ def request_from_args(args: argparse.Namespace, identifier):
         ext_neg.validate(QueryModel(args.model))
     except ExtendedNegotiationError as exc:
         raise UsageError(str(exc)) from None
+    limits = {} if args.max_identifier_size is None else {
+        "max_identifier_size": args.max_identifier_size}
     return FindRequest(network=network, identifier=identifier, model=QueryModel(args.model),
-                       ext_neg=ext_neg, cancel_after=args.cancel)
+                       ext_neg=ext_neg, cancel_after=args.cancel, **limits)
 
 
 def spec_from_args(args: argparse.Namespace, identifier) -> RunSpec:

@@ -46,6 +46,11 @@ from findtui.engine.network import Network, TLSOptions
 
 PYNETDICOM_LOGGER = logging.getLogger("pynetdicom")
 
+MAX_IDENTIFIER_SIZE = 16 * 1024 * 1024  # bytes; C-FIND identifiers are a few KB
+# pynetdicom cannot fragment a message for a peer that receives fewer bytes than this
+# (ValueError or ZeroDivisionError deep in its P-DATA encoder).
+MIN_PEER_PDU = 14
+
 
 @dataclass
 class FindRequest:
@@ -57,6 +62,8 @@ class FindRequest:
     cancel_after: int | None = None
     # How long to wait for the final status after a C-CANCEL before aborting.
     cancel_grace: float = 5.0
+    # The largest response identifier accepted; a larger one aborts the association.
+    max_identifier_size: int = MAX_IDENTIFIER_SIZE
 
     @property
     def transfer_syntaxes(self) -> tuple[UID, ...]:
@@ -522,6 +529,47 @@ def _find_response(fields: dict[int, bytes], data: bytes | None) -> _FindRespons
     )
 
 
+_TOO_LARGE = object()  # put in the DIMSE queue when an identifier passes the size limit
+
+
+class _ReceiveGuard:
+    """Bounds what the peer can cost once the association is up: every socket read waits
+    at most the network timeout (a peer stalling inside a PDU used to hang pynetdicom's
+    reader, and every abort behind it, for good), and no PDU may be longer than the
+    maximum we advertised (a 100 MB PDU was read whole into memory)."""
+
+    def __init__(self, assoc, network: Network, max_identifier: int) -> None:
+        self.sock = assoc.dul.socket  # pynetdicom's AssociationSocket
+        self.timeout = network.network_timeout
+        self.limit = network.max_pdu or (max_identifier + (1 << 16))
+        self.problem: tuple[str, str, tuple[str, ...]] | None = None
+        self.original = self.sock.recv
+
+    def install(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            self.sock.socket.settimeout(self.timeout)
+        self.sock.recv = self
+
+    def __call__(self, nr_bytes: int):
+        if nr_bytes > self.limit:
+            self.problem = (
+                "protocol",
+                f"the peer sent a PDU of {nr_bytes:,} bytes, more than the {self.limit:,} "
+                "we accept (the maximum PDU size we proposed); association aborted; the "
+                "responses received are kept; report it to the SCP's admin", ("max_pdu",))
+            raise OSError("PDU longer than the negotiated maximum")
+        try:
+            return self.original(nr_bytes)
+        except TimeoutError:
+            self.problem = (
+                "timeout",
+                f"the peer stopped in the middle of a message: nothing received for "
+                f"{self.timeout:g} s (network timeout); association aborted; the responses "
+                "received are kept; check the network, or raise the network timeout",
+                ("network_timeout",))
+            raise
+
+
 class _FastFindReceiver:
     """Stands in for ``assoc.dimse.receive_primitive`` during a C-FIND.
 
@@ -532,10 +580,13 @@ class _FastFindReceiver:
     not parse, is replayed into pynetdicom's own receiver, which deals with it.
     """
 
-    def __init__(self, dimse, fast: bool = True) -> None:
+    def __init__(self, dimse, fast: bool = True, max_data: int = MAX_IDENTIFIER_SIZE) -> None:
         self.dimse = dimse
         self.original = dimse.receive_primitive
         self.fast = fast
+        self.max_data = max_data
+        self.data_seen = 0  # bytes of the current message's identifier, in either mode
+        self.too_large: int | None = None  # set when an identifier passed max_data
         self._reset()
 
     def _reset(self) -> None:
@@ -570,7 +621,29 @@ class _FastFindReceiver:
             self.dimse.message = None
             self.dimse.dul.event_queue.put("Evt19")
 
+    def _over_limit(self, primitive) -> bool:
+        """Counts the identifier's bytes; past ``max_data`` the rest of the association's
+        data is dropped and the response loop is told (memory stays bounded)."""
+        if self.too_large is not None:
+            return True
+        for _, pdv in primitive.presentation_data_value_list:
+            header = pdv[0]
+            if header & 1:
+                self.data_seen = 0 if header & 2 else self.data_seen
+            else:
+                self.data_seen += len(pdv) - 1
+                if self.data_seen > self.max_data:
+                    self.too_large = self.data_seen
+                    self._reset()
+                    self.dimse.msg_queue.put((None, _TOO_LARGE))
+                    return True
+                if header & 2:
+                    self.data_seen = 0
+        return False
+
     def __call__(self, primitive) -> None:
+        if self._over_limit(primitive):
+            return None
         if not self.fast:
             return self._original(primitive)
         self.primitives.append(primitive)
@@ -668,11 +741,31 @@ class FindQuery:
         msg_id = 1
         # -d wants pynetdicom's own receiver and its dumps
         receiver = _FastFindReceiver(assoc.dimse,
-                                     fast=not PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG))
+                                     fast=not PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG),
+                                     max_data=req.max_identifier_size)
         receiver.install()
-        # send_c_find encodes and sends at once; its response generator is never started.
-        assoc.send_c_find(req.identifier, req.model.sop_class_uid, msg_id=msg_id,
-                          priority=req.priority)
+        guard = _ReceiveGuard(assoc, req.network, req.max_identifier_size)
+        guard.install()
+        peer_max = assoc.acceptor.maximum_length
+        if peer_max and peer_max < MIN_PEER_PDU:
+            receiver.uninstall()
+            assoc.abort()
+            self._broken = True
+            yield Fault("protocol", f"the peer's maximum PDU length is {peer_max} bytes, too "
+                        "small to carry a query (a broken A-ASSOCIATE-AC); association "
+                        "aborted; report it to the SCP's admin")
+            return
+        try:
+            # send_c_find encodes and sends at once; its response generator is never started.
+            assoc.send_c_find(req.identifier, req.model.sop_class_uid, msg_id=msg_id,
+                              priority=req.priority)
+        except (ValueError, ZeroDivisionError, struct.error) as exc:
+            receiver.uninstall()
+            assoc.abort()
+            self._broken = True
+            yield Fault("protocol", f"the query could not be sent to this peer ({exc}); "
+                        "association aborted")
+            return
         msg_queue = assoc.dimse.msg_queue
         dimse_timeout = req.network.dimse_timeout
         last_message = time.monotonic()
@@ -689,6 +782,16 @@ class FindQuery:
                     assoc.send_c_cancel(msg_id, cx.context_id)
                     cancel_deadline = time.monotonic() + req.cancel_grace
                     yield CancelSent(after=pending)
+                if cancel_deadline is not None and time.monotonic() > cancel_deadline:
+                    # Checked on every response too: a peer that ignores the C-CANCEL and
+                    # keeps sending never leaves the queue empty.
+                    assoc.abort()
+                    yield Fault("cancel-timeout",
+                                f"no final status within {req.cancel_grace:g} s of C-CANCEL "
+                                "(the SCP ignored the cancel); association aborted after "
+                                f"{pending} responses, which are kept",
+                                cancel_requested=True)
+                    return
                 try:
                     _, rsp = msg_queue.get(timeout=self.POLL)
                 except queue.Empty:
@@ -696,18 +799,12 @@ class FindQuery:
                         # pynetdicom aborts on an invalid PDU (PS3.8 AA-8) without telling
                         # the DIMSE queue; the connection may stay open until ARTIM expires.
                         assoc.abort()
-                        yield Fault("protocol", _protocol_message(pending),
+                        kind, message, settings = guard.problem or (
+                            "protocol", _protocol_message(pending), ())
+                        yield Fault(kind, message, settings,
                                     cancel_requested=self._cancel.is_set())
                         return
                     now = time.monotonic()
-                    if cancel_deadline is not None and now > cancel_deadline:
-                        assoc.abort()
-                        yield Fault("cancel-timeout",
-                                    f"no final status within {req.cancel_grace:g} s of C-CANCEL "
-                                    "(the SCP ignored the cancel); association aborted after "
-                                    f"{pending} responses, which are kept",
-                                    cancel_requested=True)
-                        return
                     if now - last_message > dimse_timeout:
                         assoc.abort()
                         yield Fault("timeout",
@@ -718,8 +815,22 @@ class FindQuery:
                         return
                     continue
                 last_message = time.monotonic()
+                if rsp is _TOO_LARGE:
+                    assoc.abort()
+                    yield Fault("protocol",
+                                f"response {pending + 1} has an identifier of more than "
+                                f"{req.max_identifier_size:,} bytes (the largest accepted); "
+                                f"association aborted after {pending} responses, which are "
+                                "kept; raise the limit if the SCP's data is really that large",
+                                ("max_identifier_size",), cancel_requested=self._cancel.is_set())
+                    return
                 if rsp is None:
                     self._broken = True  # nothing left to release
+                    if guard.problem is not None:
+                        kind, message, settings = guard.problem
+                        yield Fault(kind, message, settings,
+                                    cancel_requested=self._cancel.is_set())
+                        return
                     yield Fault("aborted", _abort_message(assoc, pending),
                                 cancel_requested=self._cancel.is_set())
                     return

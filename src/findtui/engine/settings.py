@@ -72,7 +72,13 @@ SETTINGS: dict[str, Setting] = {
         "tls.verify": Setting("TLS certificate verification", ("--tls-no-verify",),
                               "true or false", "do NOT verify the peer's certificate (insecure)",
                               None, "Network tab, Verify certificate"),
-        # Not part of the connection: the query and where its results go.
+        # Not part of the connection: the query, what a response may cost, where results go.
+        "max_identifier_size": Setting("largest response identifier",
+                                       ("--max-identifier-size",),
+                                       "a number of bytes, 1024 or more",
+                                       "abort when a response identifier is larger than this "
+                                       "many bytes (default: 16777216)", "BYTES",
+                                       "--max-identifier-size on the command line"),
         "model": Setting("information model", ("-P/-S/-O/-W",), "", "", None,
                          "Query tab, model"),
         "level": Setting("query/retrieve level", ("-k QueryRetrieveLevel=",), "", "", None,
@@ -95,11 +101,11 @@ class Hinted:
 
 def cli_hint(settings: tuple[str, ...] | list[str]) -> str:
     """' (-aec, -aet)': the CLI's words for where to fix it ('' for none)."""
-    flags = [SETTINGS[s].flags[0] for s in settings if SETTINGS[s].flags]
+    flags = [SETTINGS[s].flags[0] for s in settings if s in SETTINGS and SETTINGS[s].flags]
     return f" ({', '.join(flags)})" if flags else ""
 
 
 def form_hint(settings: tuple[str, ...] | list[str]) -> str:
     """' (Network tab, Called AE)': the TUI's words for the same."""
-    places = [SETTINGS[s].form for s in settings if SETTINGS[s].form]
+    places = [SETTINGS[s].form for s in settings if s in SETTINGS and SETTINGS[s].form]
     return f" ({'; '.join(places)})" if places else ""
