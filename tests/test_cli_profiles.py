@@ -208,7 +208,8 @@ def test_list_show_rename_duplicate_remove(capsys):
     assert code == 0
     assert out.startswith("# the default node profile\n\n[nodes.pacs]\n")
     assert 'called_aet = "PACS"' in out and 'transfer_syntax = "explicit"' in out
-    assert '[nodes.pacs.tls]\nca_file = "ca.pem"\nverify = true' in out
+    # saved as an absolute path: a later run from another folder uses the same file
+    assert f'[nodes.pacs.tls]\nca_file = "{Path.cwd() / "ca.pem"}"\nverify = true' in out
     code, out, _ = profiles(capsys, "show", "ct")
     assert "[queries.ct]" in out and "fuzzy_names = true" in out and 'level = "STUDY"' in out
     assert profiles(capsys, "rename", "pacs", "main-pacs")[0] == 0
@@ -372,3 +373,52 @@ def test_history_rerun_refuses_an_entry_without_every_setting(findtui_config_dir
     r = run_cli("history", "rerun", "1")
     assert r.returncode == ExitCode.BAD_INPUT
     assert "cannot be re-run exactly" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- files that cost bounded time and memory; history that can be switched off -----------
+
+
+def test_profile_import_of_a_huge_or_endless_file_is_a_clear_error(tmp_path):
+    deep = tmp_path / "deep.toml"  # tomllib is quadratic in dotted key parts: 40 KB took 24 s
+    deep.write_text("a" + ".a" * 20000 + " = 1\n")
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.toml"
+    big.write_text("# x\n" * 400_000)
+    for path, words in ((deep, "more than 16 dotted parts"), (Path("/dev/zero"), "not a plain file"),
+                        (fifo, "not a plain file"), (big, "more than the 1,048,576")):
+        r = run_cli("profiles", "import", str(path), timeout=30)
+        assert r.returncode == ExitCode.BAD_INPUT, (path, r.stderr)
+        assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_history_file_that_is_not_a_plain_file_is_said_never_read(findtui_config_dir):
+    os.mkfifo(findtui_config_dir / "history.jsonl")
+    r = run_cli("history", timeout=30)
+    assert r.returncode == ExitCode.BAD_INPUT and "not a plain file" in r.stderr
+
+
+def test_history_can_be_switched_off_and_cleared(demo, findtui_config_dir):
+    args = ["--batch", "-q", "-P", demo.address, str(demo.port),
+            "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT00001"]
+    assert run_cli(*args, "--no-history").returncode == 0
+    assert History().entries() == []
+    env_off = subprocess.run([sys.executable, "-m", "findtui", *args], capture_output=True,
+                             text=True, env={**os.environ, "FINDTUI_NO_HISTORY": "1"})
+    assert env_off.returncode == 0 and History().entries() == []
+    (findtui_config_dir / "profiles.toml").write_text("[defaults]\nhistory = false\n")
+    assert run_cli(*args).returncode == 0 and History().entries() == []
+    (findtui_config_dir / "profiles.toml").write_text("[defaults]\nhistory = true\n")
+    assert run_cli(*args).returncode == 0 and len(History().entries()) == 1
+    r = run_cli("history", "clear")
+    assert r.returncode == 0 and History().entries() == []
+
+
+def test_config_and_state_folders_are_private(tmp_path, monkeypatch, demo):
+    home = tmp_path / "home"
+    monkeypatch.setenv("FINDTUI_CONFIG_DIR", str(home / "findtui"))
+    r = run_cli("--batch", "-q", "-P", demo.address, str(demo.port),
+                "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT00001")
+    assert r.returncode == 0
+    assert (home / "findtui").stat().st_mode & 0o777 == 0o700
+    assert (home / "findtui" / "history.jsonl").stat().st_mode & 0o777 == 0o600

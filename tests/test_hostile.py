@@ -190,3 +190,52 @@ def test_json_safe_keeps_the_data_and_drops_the_controls(value):
     text = json_safe(json.dumps(value, ensure_ascii=False))
     assert json.loads(text) == value
     assert UNSAFE.search(text) is None and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+# --- what the CLI prints from profiles and the history ----------------------------------
+
+
+def _findtui(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "findtui", *args], capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+
+
+def test_profile_and_history_text_never_reaches_the_terminal_raw(tmp_path, findtui_config_dir):
+    """A profiles file from someone else (its descriptions, names of files) and history keys
+    printed by `profiles list/show` and `history` (--json too) go through the sanitiser."""
+    text = json.dumps(HOSTILE)  # a TOML basic string is a JSON string
+    imported = tmp_path / "theirs.toml"
+    imported.write_text(f"[nodes.pacs]\naddress = \"h\"\nport = 104\ndescription = {text}\n"
+                        f"[queries.q]\nkeys = [\"PatientName=X\"]\ndescription = {text}\n",
+                        encoding="utf-8")
+    assert _findtui("profiles", "import", str(imported)).returncode == 0
+    for args in (("profiles", "list"), ("profiles", "show", "pacs"), ("profiles", "show", "q")):
+        r = _findtui(*args)
+        assert r.returncode == 0, r.stderr
+        assert "pwned title" in assert_terminal_safe(r.stdout)
+    keys = [f"PatientName={HOSTILE.replace(chr(0), '').replace(chr(10), '')}"]
+    line = {"time": "2024-01-01T00:00:00+00:00", "address": "h", "port": 1,
+            "calling_aet": "A", "called_aet": "B", "acse_timeout": 30.0, "dimse_timeout": 30.0,
+            "network_timeout": 30.0, "max_pdu": 16382, "tls": None, "model": "patient",
+            "keys": keys, "results": 0, "outcome": "success", "status": HOSTILE}
+    (findtui_config_dir / "history.jsonl").write_text(json.dumps(line) + "\n")
+    for args in (("history",), ("history", "--json")):
+        r = _findtui(*args)
+        assert r.returncode == 0, r.stderr
+        out = assert_terminal_safe(r.stdout)
+        assert "pwned title" in out
+    assert json.loads(_findtui("history", "--json").stdout)["status"] == HOSTILE  # data intact
+
+
+def test_profile_errors_on_the_batch_path_are_sanitised(tmp_path):
+    """The error names the file: a folder name is text too (here with OSC and bidi)."""
+    import os
+
+    folder = tmp_path / f"cfg{ESC}]0;pwned{BEL}\u202e"
+    folder.mkdir()
+    (folder / "profiles.toml").write_text('[nodes.pacs]\naddress = "h"\nport = 0\n')
+    r = subprocess.run([sys.executable, "-m", "findtui", "--batch", "--profile", "pacs", "-k",
+                        "PatientID="], capture_output=True, stdin=subprocess.DEVNULL,
+                       timeout=60, env={**os.environ, "FINDTUI_CONFIG_DIR": str(folder)})
+    assert r.returncode == ExitCode.BAD_INPUT
+    assert "port must be" in assert_terminal_safe(r.stderr)

@@ -41,7 +41,7 @@ from findtui.engine.run import summarize
 FULL_NODE = NodeProfile.of(
     "pacs one", address="pacs.example.org", port=11112, calling_aet="ME",
     called_aet="PACS", acse_timeout=5.0, dimse_timeout=12.5, network_timeout=7.0,
-    max_pdu=0, tls=TLSOptions(ca_file="~/ca.pem", cert_file="c.pem", key_file="k.pem",
+    max_pdu=0, tls=TLSOptions(ca_file="~/ca.pem", cert_file="/certs/c.pem", key_file="/certs/k.pem",
                               verify=False),
     model=QueryModel.STUDY, transfer_syntax="explicit", description="the main PACS",
 )
@@ -102,8 +102,9 @@ def test_round_trip_every_field(findtui_config_dir):
 
     data = tomllib.loads(store.path.read_text())
     assert data["nodes"]["pacs one"]["port"] == 11112
-    assert data["nodes"]["pacs one"]["tls"] == {"ca_file": "~/ca.pem", "cert_file": "c.pem",
-                                                "key_file": "k.pem", "verify": False}
+    assert data["nodes"]["pacs one"]["tls"] == {"ca_file": "~/ca.pem",
+                                                "cert_file": "/certs/c.pem",
+                                                "key_file": "/certs/k.pem", "verify": False}
     assert data["queries"]["today's CT"]["keys"][2] == "ModalitiesInStudy=CT\\MR"
     assert data["queries"]["today's CT"]["relational_query"] is True
 
@@ -501,7 +502,8 @@ def test_command_line_over_profile_over_defaults(findtui_config_dir):
         "10.0.0.5", 104, "PACS", 5.0, 0)
     assert (n.calling_aet, n.dimse_timeout, n.network_timeout) == ("FINDSCU", 30.0, 30.0)
     assert a.model == "S"
-    assert n.tls == TLSOptions(ca_file="ca.pem", verify=False)
+    # a relative path in a profile is relative to the profiles file's folder
+    assert n.tls == TLSOptions(ca_file=str(findtui_config_dir / "ca.pem"), verify=False)
     assert (n.transfer_syntax, n.prefer_transfer_syntax) == (None, "big")
     assert (a.output_format, a.output_directory) == ("log", ".")
     assert a.node_profile == "n" and a.query_profile is None
@@ -512,7 +514,9 @@ def test_command_line_over_profile_over_defaults(findtui_config_dir):
     n = a.net
     assert (n.address, n.port, n.called_aet, n.acse_timeout, n.max_pdu) == (
         "10.9.9.9", 4242, "OTHER", 9.0, 32768)
-    assert a.model == "P" and n.tls == TLSOptions(ca_file="mine.pem", verify=False)
+    # one given on the command line is relative to where the command runs
+    assert a.model == "P" and n.tls == TLSOptions(ca_file=str(Path.cwd() / "mine.pem"),
+                                                  verify=False)
     assert (n.transfer_syntax, n.prefer_transfer_syntax) == ("implicit", None)
     # no profile at all: findscu's defaults
     a = resolved("--batch", "h", "1", "-k", "PatientID=")
@@ -627,7 +631,8 @@ def test_history_json_carries_every_setting_and_reruns_them():
     syntax (it went out in plain TCP with findscu's defaults before)."""
     request = find_request(FULL_QUERY, FULL_NODE)
     line = json.loads(json.dumps(HistoryEntry.from_run(request, summarize([Final(0)])).to_json()))
-    assert line["tls"] == {"ca_file": "~/ca.pem", "cert_file": "c.pem", "key_file": "k.pem",
+    assert line["tls"] == {"ca_file": "~/ca.pem", "cert_file": "/certs/c.pem",
+                           "key_file": "/certs/k.pem",
                            "verify": False}
     assert (line["acse_timeout"], line["dimse_timeout"], line["max_pdu"]) == (5.0, 12.5, 0)
     assert line["transfer_syntax"] == "explicit"
@@ -796,3 +801,19 @@ def test_the_readme_example_is_a_valid_profiles_file():
     assert node.network.tls.verify is True and node.model is QueryModel.STUDY
     assert query.level == "STUDY" and query.ext_neg.fuzzy_names and query.node == "orthanc"
     assert "# present = TLS on" in example  # comments are part of the format
+
+
+def test_relative_tls_paths_never_follow_the_working_directory(findtui_config_dir, tmp_path,
+                                                               monkeypatch):
+    """A profile saying ca_file = "tls/ca.pem" trusted whatever tls/ca.pem lay in the folder
+    a run started in (an attacker's CA); it now means the file beside profiles.toml."""
+    (findtui_config_dir / "profiles.toml").write_text(
+        '[nodes.pacs]\naddress = "h"\nport = 104\n[nodes.pacs.tls]\nca_file = "tls/ca.pem"\n')
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "tls").mkdir(parents=True)
+    (elsewhere / "tls" / "ca.pem").write_text("the attacker's CA")
+    monkeypatch.chdir(elsewhere)
+    tls = Store().get_node("pacs").network.tls
+    assert tls.ca_file == str(findtui_config_dir / "tls" / "ca.pem")
+    a = resolved("--batch", "--profile", "pacs", "-k", "PatientID=")
+    assert a.net.tls.ca_file == str(findtui_config_dir / "tls" / "ca.pem")

@@ -362,6 +362,40 @@ async def test_a_demo_run_from_the_history_runs_again_on_the_demo_scp():
         assert Store().history.entries()[-1].demo is True
 
 
+@sync
+async def test_the_history_screen_clears_the_history_after_asking():
+    request = FindRequest(network=Network("127.0.0.1", 104), model=QueryModel.PATIENT,
+                          identifier=build_identifier(["QueryRetrieveLevel=PATIENT",
+                                                       "PatientName=WHITE*"]))
+    Store().history.append(HistoryEntry.from_run(request, summarize(pendings(1))))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f8", "x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # kept
+        await pilot.pause()
+        assert len(Store().history.entries()) == 1
+        await pilot.press("x", "y")
+        await pilot.pause()
+        assert Store().history.entries() == []
+        assert not Store().history.path.read_text()
+
+
+@sync
+async def test_no_history_records_nothing_in_the_tui(demo):
+    app = make_app(demo=True, no_history=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f5")
+        screen = app.query_screen
+        await wait_for(pilot, lambda: screen.current_level is not None
+                       and screen.current_level.state == "success", what="the run")
+        await pilot.pause(0.3)
+    assert Store().history.entries() == []
+
+
 # --- a corrupt profiles file ------------------------------------------------------
 
 

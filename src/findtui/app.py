@@ -56,8 +56,10 @@ class FindtuiApp(App):
 
     def __init__(self, request: FindRequest | None = None, *, demo: bool = False,
                  demo_options: dict | None = None, run_on_start: bool = False,
-                 profiles: tuple[str | None, str | None] = (None, None)) -> None:
+                 profiles: tuple[str | None, str | None] = (None, None),
+                 no_history: bool = False) -> None:
         super().__init__()
+        self.no_history = no_history  # --no-history: nothing is recorded
         self.initial_request = request
         self.demo_enabled = demo
         self.demo_options = dict(demo_options or {})
@@ -188,7 +190,8 @@ class FindtuiApp(App):
 
 def make_app(request: FindRequest | None = None, *, demo: bool = False,
              demo_options: dict | None = None, run_on_start: bool = False,
-             profiles: tuple[str | None, str | None] = (None, None)) -> FindtuiApp:
+             profiles: tuple[str | None, str | None] = (None, None),
+             no_history: bool = False) -> FindtuiApp:
     """The app: the CLI's ``findtui`` / ``findtui addr port -k ...`` / ``findtui --demo``."""
     return FindtuiApp(request, demo=demo, demo_options=demo_options, run_on_start=run_on_start,
-                      profiles=profiles)
+                      profiles=profiles, no_history=no_history)

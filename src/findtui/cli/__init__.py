@@ -14,6 +14,7 @@ import sys
 
 from findtui.cli.batch import EXIT_CODES, ExitCode, exit_code, run_batch
 from findtui.cli.options import LOG, build_parser, setup_logging
+from findtui.engine.sanitize import visible
 
 __all__ = ["EXIT_CODES", "ExitCode", "build_parser", "exit_code", "main", "run_batch"]
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch:
             LOG.error(str(exc))
         else:
-            print(f"findtui: {exc}", file=sys.stderr)
+            print(visible(f"findtui: {exc}"), file=sys.stderr)
         return ExitCode.BAD_INPUT
     if not args.batch:
         return run_tui(parser, args)
@@ -91,12 +92,12 @@ def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         try:
             request.identifier = build_identifier(args.keyword, args.file)
         except (KeyPathError, QueryFileError) as exc:
-            print(f"findtui: {exc}", file=sys.stderr)
+            print(visible(f"findtui: {exc}"), file=sys.stderr)
             return ExitCode.BAD_INPUT
     # The TUI shows its own log pane; nothing may write to the terminal under it.
     setup_logging("q", None)
     from findtui.app import make_app
 
-    make_app(request, demo=args.demo,
-             profiles=(args.node_profile, args.query_profile)).run()
+    make_app(request, demo=args.demo, profiles=(args.node_profile, args.query_profile),
+             no_history=args.no_history).run()
     return ExitCode.OK

@@ -173,8 +173,10 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
 def record_history(spec: RunSpec, summary: RunSummary) -> None:
     """Add the run to the history; a history that cannot be written never fails the query."""
     try:
-        from findtui.config.history import History, HistoryEntry
+        from findtui.config.history import History, HistoryEntry, history_wanted
 
+        if not history_wanted(spec.no_history):
+            return
         History().append(HistoryEntry.from_run(
             spec.request, summary, node=spec.node_profile, query=spec.query_profile,
             keys=None if spec.file else spec.keys, source="cli", demo=spec.demo))

@@ -253,7 +253,10 @@ def profiles_main(argv: list[str]) -> int:
         elif args.command == "export":
             text = store.export_text()
             if args.file is None:
-                sys.stdout.write(text)
+                if sys.stdout.isatty():  # on a terminal: nothing raw; redirected: the file
+                    _print(*text.splitlines())
+                else:
+                    sys.stdout.write(text)
             else:
                 _export_to(args.file, text, args.overwrite)
                 _print(f"Exported {store.path} to {args.file}", file=sys.stderr)
@@ -295,10 +298,13 @@ def history_main(argv: list[str]) -> int:
     `findtui history rerun N`: run entry N again, exactly as it ran."""
     if argv and argv[0] == "rerun":
         return _rerun(argv[1:])
+    if argv and argv[0] == "clear":
+        return _clear(argv[1:])
     p = argparse.ArgumentParser(
         prog="findtui history",
         description="The last queries run (by the CLI and the TUI), numbered; "
-                    "'findtui history rerun N' runs entry N again exactly as it ran.")
+                    "'findtui history rerun N' runs entry N again exactly as it ran; "
+                    "'findtui history clear' forgets every run.")
     p.add_argument("-n", "--last", type=int, default=20, metavar="N",
                    help="show the last N runs (default: 20; 0: all that are kept)")
     p.add_argument("--json", action="store_true",
@@ -312,7 +318,11 @@ def history_main(argv: list[str]) -> int:
     from findtui.config.schema import MODEL_NAMES
     from findtui.engine.sanitize import json_safe
 
-    entries = list(enumerate(History().entries(), 1))
+    try:
+        entries = list(enumerate(History().entries(), 1))
+    except OSError as exc:
+        _print(f"findtui history: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     if args.last:
         entries = entries[-args.last:]
     for number, e in entries:
@@ -347,7 +357,11 @@ def _rerun(argv: list[str]) -> int:
     _add_output_options(p.add_argument_group("Output Options"))
     args = p.parse_args(argv)
     setup_logging(args.log_type, None)
-    entries = History().entries()
+    try:
+        entries = History().entries()
+    except OSError as exc:
+        _print(f"findtui history rerun: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     index = args.number - 1 if args.number > 0 else len(entries) + args.number
     if not entries or not 0 <= index < len(entries) or args.number == 0:
         _print(f"findtui history rerun: no entry {args.number} (the history has "
@@ -373,3 +387,21 @@ def _rerun(argv: list[str]) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return ExitCode.OK
+
+
+def _clear(argv: list[str]) -> int:
+    from findtui.config.history import History
+
+    p = argparse.ArgumentParser(prog="findtui history clear",
+                                description="Forget every recorded run (the history holds "
+                                            "query keys: patient names, IDs, dates).")
+    p.parse_args(argv)
+    history = History()
+    try:
+        history.clear()
+    except OSError as exc:
+        _print(f"findtui history clear: {exc.filename or history.path}: {exc.strerror or exc}",
+               file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    _print(f"Cleared the history ({history.path})")
+    return ExitCode.OK

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("Output Options")
     _add_output_options(out)
     out.add_argument("--batch", action="store_true", help="run the query headless and exit")
+    out.add_argument("--no-history", action="store_true",
+                     help="do not record this run in the history (also: FINDTUI_NO_HISTORY=1, "
+                          "or history = false in the profiles file's [defaults])")
     out.add_argument("--demo", action="store_true",
                      help="start the embedded demo SCP and open the terminal UI on it")
     return p
@@ -176,9 +179,11 @@ def _add_output_options(out) -> None:
 
 
 def setup_logging(log_type: str, log_level: str | None) -> None:
-    formatter = logging.Formatter("%(levelname).1s: %(message)s")
+    """findscu's log lines on stderr; every line made visible (no raw control, escape or
+    bidi character from a peer, a profile or a file name), tracebacks only with -d."""
+    from findtui.engine.sanitize import SafeFormatter
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
     level = {"q": None, "v": logging.INFO, "d": logging.DEBUG}[log_type]
     if log_level:
         level = LOG_LEVELS[log_level]
@@ -192,5 +197,7 @@ def setup_logging(log_type: str, log_level: str | None) -> None:
         else:
             logger.addHandler(handler)
             logger.setLevel(level)
+    handler.setFormatter(SafeFormatter(logging.Formatter("%(levelname).1s: %(message)s"),
+                                       tracebacks=level is not None and level <= logging.DEBUG))
 
 

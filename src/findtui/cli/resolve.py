@@ -40,6 +40,7 @@ class RunSpec:
     node_profile: str | None = None
     query_profile: str | None = None
     demo: bool = False  # the embedded demo SCP (a history re-run starts one)
+    no_history: bool = False  # --no-history
 
 
 def resolve_options(args: argparse.Namespace) -> None:
@@ -125,9 +126,12 @@ def network_from_args(args: argparse.Namespace, base: Network | None = None) -> 
         }
         data["tls"] = {k: v for k, v in data["tls"].items() if v is not None}
     try:
-        return network_from({k: v for k, v in data.items() if v is not None})
+        network = network_from({k: v for k, v in data.items() if v is not None})
     except NetworkError as exc:
         raise OptionValueError(option_message(exc)) from None
+    # TLS files named on the command line are where the user is: kept so in profiles and
+    # the history, whatever folder a later run starts in.
+    return network.with_absolute_paths(os.getcwd())
 
 
 def option_message(exc: NetworkError) -> str:
@@ -185,7 +189,8 @@ def spec_from_args(args: argparse.Namespace, identifier) -> RunSpec:
         request=request_from_args(args, identifier), keys=tuple(args.keyword), file=args.file,
         output_format=args.output_format, output=args.output, write=args.write,
         output_directory=args.output_directory, overwrite=args.overwrite,
-        node_profile=args.node_profile, query_profile=args.query_profile)
+        node_profile=args.node_profile, query_profile=args.query_profile,
+        no_history=args.no_history)
 
 
 def hinted(message: str, settings) -> str:

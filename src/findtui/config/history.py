@@ -15,7 +15,7 @@ from msgspec import Struct
 
 from findtui.config.paths import HISTORY_FILE, state_dir
 from findtui.config.schema import EXT_NEG_FIELDS, MODEL_NAMES
-from findtui.engine.files import atomic_write_text, file_lock
+from findtui.engine.files import atomic_write_text, file_lock, private_dir, read_capped
 from findtui.engine.keys import build_identifier, dataset_to_keys
 from findtui.engine.models import ExtendedNegotiation, QueryModel
 from findtui.engine.network import FIELDS as NETWORK_FIELDS
@@ -24,6 +24,25 @@ from findtui.engine.query import FindRequest
 from findtui.engine.run import RunSummary
 
 HISTORY_LIMIT = 500
+HISTORY_MAX_BYTES = 16 << 20  # 500 runs are well under 2 MB
+# Set (to anything but '' or 0) to record no history; also --no-history, [defaults] history.
+NO_HISTORY_ENV = "FINDTUI_NO_HISTORY"
+
+
+def history_wanted(no_history_option: bool = False, profiles=None) -> bool:
+    """Whether runs are recorded: not with --no-history, FINDTUI_NO_HISTORY, nor with
+    ``history = false`` in the profiles file's [defaults]."""
+    if no_history_option or os.environ.get(NO_HISTORY_ENV, "") not in ("", "0"):
+        return False
+    if profiles is None:
+        from findtui.config.schema import ProfileError
+        from findtui.config.store import Store
+
+        try:
+            profiles = Store().load()
+        except ProfileError:
+            return True  # a broken profiles file is reported elsewhere; keep recording
+    return profiles.history
 
 class _Record(Struct, forbid_unknown_fields=True):
     """A history line's own fields (the connection's fields sit beside them, flat)."""
@@ -157,10 +176,13 @@ class History:
         self.limit = limit
 
     def _lines(self) -> list[str]:
+        """The file's lines (raises OSError for a file that is not a plain file or is larger
+        than HISTORY_MAX_BYTES: say so, never read without bound)."""
         try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
+            data = read_capped(self.path, HISTORY_MAX_BYTES)
         except FileNotFoundError:
             return []
+        text = data.decode("utf-8", errors="replace")
         return [line for line in text.splitlines() if line.strip()]
 
     def entries(self) -> list[HistoryEntry]:
@@ -182,8 +204,10 @@ class History:
                     if self.limit > 1 else []
                 atomic_write_text(self.path, "".join(f"{ln}\n" for ln in [*kept, line]))
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                private_dir(self.path.parent)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                             | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
+                             0o600)
                 with os.fdopen(fd, "a", encoding="utf-8") as f:
                     if f.tell() and not self.path.read_bytes().endswith(b"\n"):
                         f.write("\n")  # a torn last line stays a line of its own

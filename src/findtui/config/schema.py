@@ -8,6 +8,7 @@ name, a default model and a description; its TOML table is the Network's fields
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import msgspec
 import tomlkit
 from msgspec import Meta, Struct
 
+from findtui.engine.files import read_capped
 from findtui.engine.keys import KeyPathError, build_identifier, dataset_to_keys, parse_key
 from findtui.engine.models import ExtendedNegotiation, ExtendedNegotiationError, QueryModel
 from findtui.engine.network import FIELDS as NETWORK_FIELDS
@@ -214,6 +216,7 @@ class Profiles:
     queries: dict[str, QueryProfile] = field(default_factory=dict)
     default_node: str | None = None
     default_query: str | None = None
+    history: bool = True  # [defaults] history = false: runs are not recorded
 
     def of(self, kind: str) -> dict[str, Profile]:
         return self.nodes if _kind(kind) == "node" else self.queries  # type: ignore[return-value]
@@ -332,6 +335,7 @@ QUERY_FIELDS: tuple[str, ...] = _QueryTable.__struct_fields__
 class _Defaults(Struct, forbid_unknown_fields=True):
     node: str | None = None
     query: str | None = None
+    history: bool = True  # false: record no runs (history.jsonl holds patient data)
 
 
 _TAKES = {
@@ -339,7 +343,7 @@ _TAKES = {
     "keys": "an array of strings", "level": "a string", "node": "a node profile name",
     "description": "a string", "output_format": f"one of {', '.join(OUTPUT_FORMATS)}",
     "output": "a non-empty path", "output_directory": "a non-empty path",
-    **{k: "true or false" for k in ("write", "overwrite", *EXT_NEG_FIELDS)},
+    **{k: "true or false" for k in ("write", "overwrite", "history", *EXT_NEG_FIELDS)},
 }
 
 
@@ -467,7 +471,7 @@ def _profiles(data: dict) -> Profiles:
         if value is not None and value not in known:
             raise _Invalid(("defaults", key), f"the default {key} {value!r} is not a "
                                               f"{key} profile in this file")
-    return Profiles(nodes, queries, defaults.node, defaults.query)
+    return Profiles(nodes, queries, defaults.node, defaults.query, defaults.history)
 
 
 def _validated(profile: Profile) -> Profile:
@@ -555,8 +559,32 @@ def _decode_error(exc: tomllib.TOMLDecodeError, text: str, path) -> ProfileError
     return ProfileError(f"not valid TOML: {message}", path, line, column)
 
 
+PROFILES_MAX_BYTES = 1 << 20  # a profiles file is a few KB; tomllib is slow on odd input
+MAX_KEY_PARTS = 16  # tomllib is quadratic in the parts of a dotted key (40 KB took 24 s)
+_DOTS = re.compile(r"""^\s*\[*\s*((?:[^=\[\]"'#]|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')*)""")
+
+
+def _too_deep(text: str) -> int | None:
+    """The first line whose key (or table header) has more than MAX_KEY_PARTS parts."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.count(".") < MAX_KEY_PARTS:
+            continue
+        m = _DOTS.match(line)
+        key = re.sub(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'', "q", m.group(1)) if m else ""
+        if key.count(".") >= MAX_KEY_PARTS:
+            return lineno
+    return None
+
+
 def parse_profiles(text: str, path: str | os.PathLike[str] | None = None) -> Profiles:
-    """Parse and validate the text of a profiles file; any problem is a ProfileError."""
+    """Parse and validate the text of a profiles file; any problem is a ProfileError.
+
+    Relative TLS file paths are taken relative to the file's folder (never to the
+    working directory at run time, where anyone may have planted a CA)."""
+    deep = _too_deep(text)
+    if deep is not None:
+        raise ProfileError(f"not valid here: a key of more than {MAX_KEY_PARTS} dotted parts",
+                           path, deep)
     try:
         data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
@@ -566,14 +594,20 @@ def parse_profiles(text: str, path: str | os.PathLike[str] | None = None) -> Pro
     except RecursionError:
         raise ProfileError("not valid TOML: arrays or tables nested too deeply", path) from None
     try:
-        return _profiles(data)
+        profiles = _profiles(data)
     except _Invalid as exc:
         raise ProfileError(exc.problem, path, _locate(text, exc.where, exc.needle)) from None
+    if path is None:
+        return profiles
+    base = Path(path).expanduser().absolute().parent
+    return dataclasses.replace(profiles, nodes={
+        name: dataclasses.replace(node, network=node.network.with_absolute_paths(base))
+        for name, node in profiles.nodes.items()})
 
 
 def _read_text(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        data = read_capped(path, PROFILES_MAX_BYTES)
     except FileNotFoundError:
         return ""
     except OSError as exc:

@@ -163,8 +163,14 @@ class Store:
             return want
 
     def save(self, profile: Profile, replace: bool = True) -> Profile:
-        """Add or update a profile; with replace=False an existing name is an error."""
+        """Add or update a profile; with replace=False an existing name is an error.
+
+        A node's relative TLS paths are taken relative to the profiles file's folder, and
+        saved so (absolute), as they are read."""
         profile = _validated(profile)
+        if isinstance(profile, NodeProfile):
+            profile = dataclasses.replace(
+                profile, network=profile.network.with_absolute_paths(self.config_dir.absolute()))
         kind, name = profile.kind, profile.name
 
         def plan(current: Profiles) -> tuple[Profiles, Edit]:

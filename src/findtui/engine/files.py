@@ -6,6 +6,9 @@
   over an existing file unless ``overwrite``.
 - ``atomic_write_text(path, text)``: replace a file all at once (temp + fsync + rename).
 - ``file_lock(path)``: an exclusive lock on a lock file (filelock: flock here, Windows too).
+- ``read_capped(path, limit)``: read a plain file of at most ``limit`` bytes (profiles,
+  history, query lists): never a FIFO, a device or /dev/zero, never unbounded.
+- ``private_dir(path)``: make a folder (and its missing parents) readable by its owner only.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     file keeps its mode; a new one is private (0600).
     """
     target = Path(os.path.realpath(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -105,7 +108,7 @@ def file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """An exclusive lock on ``path`` (a lock file that is never replaced)."""
     from filelock import FileLock, Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     lock = FileLock(str(path), timeout=timeout, mode=0o600)
     try:
         lock.acquire()
@@ -118,4 +121,49 @@ def file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
         lock.release()
 
 
-__all__ = ["LockTimeout", "UnsafeFileError", "atomic_write_text", "file_lock", "open_new"]
+class FileTooLargeError(OSError):
+    """A file to read is larger than findtui reads (a size limit of its kind)."""
+
+
+def read_capped(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a plain file of at most ``limit`` bytes.
+
+    Raises FileNotFoundError, UnsafeFileError (a FIFO, a device, a folder),
+    FileTooLargeError, or OSError. Symbolic links are followed (dotfiles often are links).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(errno.EINVAL, "is not a plain file (a folder, FIFO or "
+                                  "device); not read", str(path))
+        if st.st_size > limit:
+            raise FileTooLargeError(errno.EFBIG, f"is {st.st_size:,} bytes, more than the "
+                                    f"{limit:,} findtui reads", str(path))
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 16):
+            total += len(chunk)
+            if total > limit:  # grew while read
+                raise FileTooLargeError(errno.EFBIG, f"is more than the {limit:,} bytes "
+                                        "findtui reads", str(path))
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder of the user's own (0700 when findtui creates it)."""
+    missing = []
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for folder in reversed(missing):
+        with suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+    return Path(path)
+
+
+__all__ = ["FileTooLargeError", "LockTimeout", "UnsafeFileError", "atomic_write_text", "file_lock",
+           "open_new", "private_dir", "read_capped"]

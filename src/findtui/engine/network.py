@@ -106,6 +106,22 @@ class Network(Struct, frozen=True, forbid_unknown_fields=True):
             data["tls"] = {k: v for k, v in data["tls"].items() if v is not None}
         return {k: v for k, v in data.items() if v is not None}
 
+    def with_absolute_paths(self, base: str | os.PathLike[str]) -> Network:
+        """TLS file paths made absolute against ``base`` ('~' paths stay as written):
+        a saved or recorded connection must not depend on the working directory."""
+        tls = self.tls
+        if tls is None:
+            return self
+
+        def absolute(path: str | None) -> str | None:
+            if not path or path.startswith("~") or os.path.isabs(path):
+                return path
+            return os.path.normpath(os.path.join(os.fspath(base), path))
+
+        return self.replace(tls=msgspec.structs.replace(
+            tls, ca_file=absolute(tls.ca_file), cert_file=absolute(tls.cert_file),
+            key_file=absolute(tls.key_file)))
+
     def validated(self) -> Network:
         """Self if every setting is valid, else NetworkError naming the first bad one."""
         return network_from(msgspec.to_builtins(self))

@@ -17,11 +17,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from findtui.config.history import History, HistoryEntry
+from findtui.config.history import History, HistoryEntry, history_wanted
 from findtui.config.schema import MODEL_NAMES, ProfileError
 from findtui.engine.keys import KeyPathError, dataset_to_keys
 from findtui.engine.sanitize import visible
-from findtui.screens.dialogs import confirm_then, notify_error
+from findtui.screens.dialogs import ConfirmScreen, confirm_then, notify_error
 from findtui.screens.form_state import store_of, tracker_of
 
 if TYPE_CHECKING:
@@ -35,6 +35,13 @@ def record_run(screen: QueryScreen, message: RunEnded) -> None:
     """Add a finished TUI run to the history (on a thread; a failure is only logged)."""
     request = message.request
     tracker = tracker_of(screen.app)
+    try:
+        profiles = store_of(screen.app).load()
+    except ProfileError:
+        profiles = None
+    if not history_wanted(getattr(screen.app, "no_history", False), profiles):
+        _mark_ran_form(screen, tracker, request)
+        return
     node, query = tracker.names_for(request)
     prefix = []
     if request.model.levels:
@@ -111,6 +118,7 @@ class HistoryScreen(Screen):
     BINDINGS = [
         Binding("r,enter", "rerun", "Run again", id="history.rerun"),
         Binding("l", "load", "Load into form", id="history.load"),
+        Binding("x", "clear", "Clear all", id="history.clear"),
         Binding("escape,q", "close", "Back", id="history.close"),
     ]
 
@@ -128,11 +136,12 @@ class HistoryScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.entries = list(reversed(self.history.entries()))
-        n = len(self.entries)
-        self.query_one("#history-title", Static).update(Text.assemble(
-            ("History", "bold"), f" · {n} run{'' if n == 1 else 's'} · ",
-            (visible(str(self.history.path)), "dim")))
+        try:
+            self.entries = list(reversed(self.history.entries()))
+        except OSError as exc:  # not a plain file, or too large: said, never read unbounded
+            self.entries = []
+            notify_error(self.app, exc, "History not read")
+        self._show_title()
         table = self.query_one(DataTable)
         table.add_columns("Time", "Node", "Model", "Results", "Status", "Keys")
         for i, e in enumerate(self.entries):
@@ -152,6 +161,12 @@ class HistoryScreen(Screen):
                      style="italic"))
         table.focus()
         self._show_keys()
+
+    def _show_title(self) -> None:
+        n = len(self.entries)
+        self.query_one("#history-title", Static).update(Text.assemble(
+            ("History", "bold"), f" · {n} run{'' if n == 1 else 's'} · ",
+            (visible(str(self.history.path)), "dim")))
 
     def _selected(self) -> HistoryEntry | None:
         table = self.query_one(DataTable)
@@ -193,6 +208,29 @@ class HistoryScreen(Screen):
 
     def action_close(self) -> None:
         self.dismiss()
+
+    def action_clear(self) -> None:
+        """Forget every run (the history holds patient names, IDs and dates)."""
+        if not self.entries:
+            return
+
+        def done(ok: bool | None) -> None:
+            if not ok:
+                return
+            try:
+                self.history.clear()
+            except OSError as exc:
+                notify_error(self.app, exc, "History not cleared")
+                return
+            self.entries = []
+            self.query_one(DataTable).clear()
+            self._show_title()
+            self.notify("History cleared", timeout=3)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Forget all {len(self.entries)} runs in {self.history.path}? They hold the "
+            "query keys (patient names, IDs, dates).", "Clear the history?", yes="Clear",
+            no="Keep"), done)
 
 
 def use_entry(screen: QueryScreen, entry: HistoryEntry, run: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import Checkbox, Input, Label
@@ -89,7 +91,7 @@ class NetworkForm(Vertical):
             data["tls"] = {k: v for k, v in tls.items() if v}
             data["tls"]["verify"] = self.query_one("#net-verify", Checkbox).value
         try:
-            return network_from(data, strings=True)
+            return network_from(data, strings=True).with_absolute_paths(os.getcwd())
         except NetworkError as exc:
             text = exc.render(lambda name: f"the {SETTINGS[name].label}" if name in SETTINGS
                               else name)
