@@ -17,6 +17,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -320,3 +321,54 @@ def test_output_into_a_fifo_is_refused_not_blocked(tmp_path):
                 timeout=30)
     assert r.returncode == ExitCode.OUTPUT, r.err[-3000:]
     assert any("not a plain file" in x for x in r.error_lines())
+
+
+def test_overwrite_says_when_an_earlier_larger_run_left_files(tmp_path):
+    folder = tmp_path / "rsp"
+    folder.mkdir()
+    for i in range(1, 6):
+        (folder / f"rsp{i:06d}.dcm").write_bytes(b"old")
+    with FaultSCP(serve(2, size=10)) as scp:
+        r = run(scp, "-w", "-od", str(folder), "--overwrite")
+    assert r.returncode == ExitCode.OK, r.err[-3000:]
+    assert any("3 older response file(s) (rsp000003.dcm…rsp000005.dcm)" in line
+               and "not results of this query" in line for line in r.err.splitlines())
+
+
+def test_rsp_fifo_with_overwrite_is_refused_not_blocked(tmp_path):
+    folder = tmp_path / "rsp"
+    folder.mkdir()
+    os.mkfifo(folder / "rsp000001.dcm")
+    with FaultSCP(serve(2, size=10)) as scp:
+        r = run(scp, "-w", "-od", str(folder), "--overwrite", timeout=30)
+    assert r.returncode == ExitCode.OUTPUT, r.err[-3000:]
+    assert any("not a plain file" in x for x in r.error_lines())
+
+
+def test_output_hard_link_with_overwrite_is_refused(tmp_path, victim):
+    os.link(victim, tmp_path / "out.csv")
+    with FaultSCP(serve(2, size=10)) as scp:
+        r = run(scp, "--output-format", "csv", "--output", str(tmp_path / "out.csv"),
+                "--overwrite")
+    assert r.returncode == ExitCode.OUTPUT
+    assert victim.read_bytes() == b"precious"
+
+
+def test_output_folder_and_od_file_get_the_right_words(tmp_path):
+    with FaultSCP(serve(2, size=10)) as scp:
+        as_dir = run(scp, "--output-format", "csv", "--output", str(tmp_path), "--overwrite")
+        (tmp_path / "afile").write_text("x")
+        od_file = run(scp, "-w", "-od", str(tmp_path / "afile"))
+    assert as_dir.returncode == ExitCode.OUTPUT
+    assert any("is a folder: give a file name" in x for x in as_dir.error_lines())
+    assert od_file.returncode == ExitCode.OUTPUT
+    assert any("is a file, not a folder" in x for x in od_file.error_lines())
+
+
+def test_profiles_export_never_follows_a_dangling_symlink(tmp_path):
+    link = tmp_path / "export.toml"
+    link.symlink_to(tmp_path / "created-elsewhere.toml")
+    r = subprocess.run([sys.executable, "-m", "findtui", "profiles", "export", str(link)],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert not (tmp_path / "created-elsewhere.toml").exists()

@@ -196,3 +196,9 @@ def test_a_tls_run_is_rerun_from_the_history_with_tls(tls_scp, pki):
                                          ",TLS-OK,SECURE^PATIENT"]
     again = History().entries()[-1]
     assert again.network == entry.network and again.outcome == "success"
+
+
+def test_a_missing_tls_file_is_named(tls_scp, tmp_path):
+    missing = tmp_path / "nope" / "ca.pem"
+    line = assert_fails(cli(tls_scp, "--tls", "--tls-ca", str(missing)), "does not exist")
+    assert str(missing) in line and line.endswith("(--tls-ca)")

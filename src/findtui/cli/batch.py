@@ -167,6 +167,11 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
     if rsp_writer and rsp_writer.written:
         LOG.info(f"Wrote {len(rsp_writer.written)} response file(s) to "
                  f"{str(Path(spec.output_directory))!r}")
+    stale = rsp_writer.stale() if rsp_writer and spec.overwrite else []
+    if stale:
+        LOG.warning(f"{len(stale)} older response file(s) ({stale[0]}…{stale[-1]}) of an earlier "
+                    f"run are still in {str(Path(spec.output_directory))!r}: they are not "
+                    "results of this query")
     return exit_code(summary)
 
 

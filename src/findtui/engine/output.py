@@ -68,6 +68,9 @@ class ResponseFileWriter:
     def check(self) -> None:
         """Fail before querying if the folder is unusable or already holds rsp files."""
         d = self.directory
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"output directory {str(d)!r} is a file, not a folder; choose a "
+                              "folder", ("output_directory",))
         if not d.is_dir():
             raise OutputError(f"output directory {str(d)!r} does not exist; create it or "
                               "choose another", ("output_directory",))
@@ -136,10 +139,22 @@ class ResponseFileWriter:
         self.written.append(path)
         return path
 
+    def stale(self) -> list[str]:
+        """rsp*.dcm of an earlier, larger run left beside this run's (with --overwrite):
+        not from this query, and easy to mix up with its results."""
+        mine = {p.name for p in self.written}
+        try:
+            names = [p.name for p in self.directory.iterdir() if RSP_PATTERN.match(p.name)]
+        except OSError:
+            return []
+        return sorted(n for n in names if n not in mine and int(n[3:-4]) > len(self.written))
+
 
 def open_output(path: str | os.PathLike, overwrite: bool = False) -> IO[str]:
     """A text file for CSV/JSON results: never through a link or into a FIFO, never over an
     existing file unless ``overwrite`` (raises OutputError)."""
+    if os.path.isdir(path):
+        raise OutputError(f"{str(path)!r} is a folder: give a file name")
     try:
         return files.open_new(path, overwrite)
     except FileExistsError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import socket
 import struct
@@ -446,6 +447,14 @@ def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None)
     ae = _make_ae(request, abstract_syntaxes)
     tls_args = None
     if net.tls is not None:
+        for setting, path in (("tls.ca_file", net.tls.ca_file), ("tls.cert_file", net.tls.cert_file),
+                              ("tls.key_file", net.tls.key_file)):
+            if path and not os.path.isfile(os.path.expanduser(path)):
+                label = {"tls.ca_file": "CA file", "tls.cert_file": "certificate file",
+                         "tls.key_file": "key file"}[setting]
+                return None, AssociationFailed(
+                    "tls", f"the TLS {label} {path!r} does not exist or is not a file",
+                    (setting,))
         try:
             tls_args = (net.tls.context(), net.address)
         except (OSError, ssl.SSLError) as exc:

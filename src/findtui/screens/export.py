@@ -90,7 +90,10 @@ def write_export(choice: ExportChoice, responses: Sequence[Pending], request: Fi
         if len(written) == 1:
             return f"Wrote {written[0].name} to {choice.folder}"
         names = f" ({written[0].name} … {written[-1].name})" if written else ""
-        return f"Wrote {len(written):,} response files{names} to {choice.folder}"
+        stale = writer.stale() if choice.overwrite and choice.scope != "selected" else []
+        note = (f"; {len(stale)} older rsp files of an earlier run are still there "
+                f"({stale[0]}…)") if stale else ""
+        return f"Wrote {len(written):,} response files{names} to {choice.folder}{note}"
     path = choice.target
     skipped = 0
     try:
