@@ -817,3 +817,28 @@ def test_relative_tls_paths_never_follow_the_working_directory(findtui_config_di
     assert tls.ca_file == str(findtui_config_dir / "tls" / "ca.pem")
     a = resolved("--batch", "--profile", "pacs", "-k", "PatientID=")
     assert a.net.tls.ca_file == str(findtui_config_dir / "tls" / "ca.pem")
+
+
+_deep_text = st.one_of(
+    st.integers(1, 30_000).map(lambda n: "a" + ".a" * n + " = 1\n"),  # dotted key parts
+    st.integers(1, 3_000).map(lambda n: "x = " + "[" * n + "]" * n + "\n"),  # nested arrays
+    st.integers(1, 3_000).map(lambda n: "x = " + "{a = " * n + "1" + "}" * n + "\n"),
+    st.integers(1, 200).map(lambda n: "".join(f"[{'t.' * n}k{i}]\n" for i in range(50))),
+    st.integers(0, 2 << 20).map(lambda n: "# " + "x" * n + "\n"),  # up to 2 MB
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.data_too_large])
+@given(_deep_text)
+def test_loader_bounds_depth_and_size(tmp_path_factory, text):
+    """Deep keys, deep nesting and big files: a Profiles or a ProfileError, never a hang, a
+    MemoryError or a RecursionError (the test's own timeout bounds it)."""
+    path = tmp_path_factory.mktemp("fuzz") / "profiles.toml"
+    path.write_text(text)
+    try:
+        result = P.parse_profiles_file(path)
+    except ProfileError as exc:
+        assert str(exc).startswith(str(path))
+    else:
+        assert isinstance(result, P.Profiles)

@@ -22,6 +22,7 @@ from findtui.config.schema import (
     QueryProfile,
     find_request,
     parse_profiles,
+    parse_profiles_file,
     profile_toml,
     split_level,
 )
@@ -30,6 +31,6 @@ from findtui.config.store import Store
 __all__ = [
     "EXT_NEG_FIELDS", "HISTORY_LIMIT", "History", "HistoryEntry", "MODEL_NAMES", "NODE_FIELDS", "NodeProfile",
     "ProfileError", "ProfileExistsError", "ProfileNotFoundError", "Profiles", "QUERY_FIELDS", "QueryProfile",
-    "Store", "config_dir", "find_request", "parse_profiles", "profile_toml", "split_level",
+    "Store", "config_dir", "find_request", "parse_profiles", "parse_profiles_file", "profile_toml", "split_level",
     "state_dir",
 ]
