@@ -297,3 +297,22 @@ def test_reader_closing_the_pipe_early_is_quiet():
     assert len(r.stdout.splitlines()) == 2
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr
+
+
+def test_a_tui_that_crashes_does_not_exit_0(monkeypatch):
+    """Textual shows a crash's traceback and ends; a script must not read success."""
+    import findtui.app
+    import findtui.cli
+
+    class Crashed:
+        return_code = 1
+
+        def run(self):
+            return None
+
+    monkeypatch.setattr(findtui.app, "make_app", lambda *a, **kw: Crashed())
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert findtui.cli.main([]) == ExitCode.INTERNAL == 70
+    Crashed.return_code = 0
+    assert findtui.cli.main([]) == ExitCode.OK

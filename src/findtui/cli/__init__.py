@@ -98,6 +98,8 @@ def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     setup_logging("q", None)
     from findtui.app import make_app
 
-    make_app(request, demo=args.demo, profiles=(args.node_profile, args.query_profile),
-             no_history=args.no_history).run()
-    return ExitCode.OK
+    app = make_app(request, demo=args.demo, profiles=(args.node_profile, args.query_profile),
+                   no_history=args.no_history)
+    app.run()
+    # Textual shows the traceback of a crash and sets 1: a script must not see success.
+    return ExitCode.INTERNAL if app.return_code else ExitCode.OK

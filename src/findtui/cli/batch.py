@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     FAILURE_STATUS = 4  # the SCP answered with a failure status
     CANCELLED = 5  # cancelled (--cancel, Ctrl-C)
     OUTPUT = 6  # results could not be written (folder, disk full, file exists)
+    INTERNAL = 70  # findtui itself failed (a bug; the TUI shows the traceback)
 
 
 EXIT_CODES: dict[Outcome, ExitCode] = {
