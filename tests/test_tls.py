@@ -143,9 +143,12 @@ def test_tls_client_against_plain_port(pki):
     assert_fails(run, "TLS handshake failed", "is the peer a TLS port?")
 
 
-def test_unreadable_tls_files(tls_scp, pki):
+def test_unreadable_tls_files(tls_scp, pki, tmp_path):
     assert_fails(cli(tls_scp, "--tls", "--tls-ca", str(pki / "missing.pem")),
-                 "cannot load TLS files")
+                 "missing.pem' does not exist")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    assert_fails(cli(tls_scp, "--tls", "--tls-ca", str(garbage)), "cannot load TLS files")
 
 
 def _find(port: int, tls: TLSOptions | None):

@@ -180,8 +180,14 @@ def record_history(spec: RunSpec, summary: RunSummary) -> None:
     """Add the run to the history; a history that cannot be written never fails the query."""
     try:
         from findtui.config.history import History, HistoryEntry, history_wanted
+        from findtui.config.schema import ProfileError
+        from findtui.config.store import Store
 
-        if not history_wanted(spec.no_history):
+        try:
+            profiles = Store().load()
+        except ProfileError:
+            profiles = None  # a broken profiles file is reported elsewhere; keep recording
+        if not history_wanted(spec.no_history, profiles):
             return
         History().append(HistoryEntry.from_run(
             spec.request, summary, node=spec.node_profile, query=spec.query_profile,

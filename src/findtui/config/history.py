@@ -34,15 +34,7 @@ def history_wanted(no_history_option: bool = False, profiles=None) -> bool:
     ``history = false`` in the profiles file's [defaults]."""
     if no_history_option or os.environ.get(NO_HISTORY_ENV, "") not in ("", "0"):
         return False
-    if profiles is None:
-        from findtui.config.schema import ProfileError
-        from findtui.config.store import Store
-
-        try:
-            profiles = Store().load()
-        except ProfileError:
-            return True  # a broken profiles file is reported elsewhere; keep recording
-    return profiles.history
+    return profiles is None or profiles.history
 
 class _Record(Struct, forbid_unknown_fields=True):
     """A history line's own fields (the connection's fields sit beside them, flat)."""
