@@ -2,9 +2,12 @@
 
 Peers: (a) Orthanc loaded with 10,000 studies (cached under bench/out/), (b) the
 embedded demo SCP with 100k studies. Query: STUDY level, Study Root, 7 return
-keys. Clients: findtui --batch -q, with -w, with --output-format jsonl;
-pynetdicom findscu -q; DCMTK findscu -q. Each is run --repeat times; the
-median wall time is reported, and ratios against DCMTK's findscu.
+keys. Clients: DCMTK findscu -q and -X (a file per response), pynetdicom findscu
+-q, findtui --batch -q, -w, csv, json, jsonl and its -v log. Every client's
+matches are counted (files, rows, log lines; a quiet client by one run with its
+log), the order alternates between runs, and the median wall and CPU times of
+--repeat runs are reported, as ratios against DCMTK's findscu (-q) and, for the
+outputs, against DCMTK's findscu -X.
 
     .venv/bin/python bench/batch.py [--orthanc-studies 10000] [--demo-studies 100000]
 
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import resource
 import os
 import shutil
 import statistics
@@ -39,64 +44,113 @@ KEYS = [
 ]
 
 
-def clients(address: str, port: int, aet: str, outdir: Path) -> dict[str, list[str]]:
+def clients(address: str, port: int, aet: str, out: Path) -> dict[str, tuple[list[str], str]]:
+    """Each client: its command, and how its output is counted ('files:DIR', 'lines',
+    'json', 'log' (its -v log on stderr), 'quiet' (verified by a counting run instead)."""
     k = [a for key in KEYS for a in ("-k", key)]
     py = sys.executable
+    ft = [py, "-m", "findtui", "--batch", "-S", "-aec", aet, address, str(port), *k]
     return {
-        "dcmtk_findscu": ["findscu", "-q", "-S", "-aec", aet, address, str(port), *k],
-        # DCMTK's counterpart of -w: extract each response to a file
-        "dcmtk_findscu_X": ["findscu", "-q", "-X", "-od", str(outdir / "dcmtk"), "-S", "-aec",
-                            aet, address, str(port), *k],
-        "pynetdicom_findscu": [py, "-m", "pynetdicom", "findscu", "-q", "-S", "-aec", aet,
-                               address, str(port), *k],
-        "findtui": [py, "-m", "findtui", "--batch", "-q", "-S", "-aec", aet, address,
-                    str(port), *k],
-        "findtui_w": [py, "-m", "findtui", "--batch", "-q", "-w", "-od", str(outdir),
-                      "--overwrite", "-S", "-aec", aet, address, str(port), *k],
-        "findtui_jsonl": [py, "-m", "findtui", "--batch", "-q", "--output-format", "jsonl",
-                          "-S", "-aec", aet, address, str(port), *k],
+        "dcmtk_findscu": (["findscu", "-q", "-S", "-aec", aet, address, str(port), *k], "quiet"),
+        # DCMTK's counterpart of -w and of every output: a file per response
+        "dcmtk_findscu_X": (["findscu", "-q", "-X", "-od", str(out / "dcmtk"), "-S", "-aec",
+                             aet, address, str(port), *k], f"files:{out / 'dcmtk'}"),
+        "pynetdicom_findscu": ([py, "-m", "pynetdicom", "findscu", "-q", "-S", "-aec", aet,
+                                address, str(port), *k], "quiet"),
+        "findtui": ([*ft, "-q"], "quiet"),
+        "findtui_w": ([*ft, "-q", "-w", "-od", str(out / "rsp"), "--overwrite"],
+                      f"files:{out / 'rsp'}"),
+        "findtui_csv": ([*ft, "-q", "--output-format", "csv"], "csv"),
+        "findtui_json": ([*ft, "-q", "--output-format", "json"], "json"),
+        "findtui_jsonl": ([*ft, "-q", "--output-format", "jsonl"], "lines"),
+        "findtui_v_log": ([*ft, "-v"], "log"),
     }
 
 
-def time_command(cmd: list[str]) -> float:
+def run_client(cmd: list[str], how: str) -> tuple[float, float, int | None]:
+    """(wall s, CPU s of the process, matches it received or None when it prints none)."""
+    if how.startswith("files:"):
+        folder = Path(how[6:])
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr}")
-    return wall
+        raise SystemExit(f"benchmark command failed ({r.returncode}): {' '.join(cmd)}\n"
+                         f"{r.stderr[-2000:]}")
+    if how.startswith("files:"):
+        count = sum(1 for _ in Path(how[6:]).iterdir())
+    elif how == "lines":
+        count = len(r.stdout.splitlines())
+    elif how == "csv":
+        count = len(r.stdout.splitlines()) - 1
+    elif how == "json":
+        count = len(json.loads(r.stdout))
+    elif how == "log":
+        count = pending_lines(r.stderr)
+    else:
+        count = None
+    return wall, cpu, count
 
 
-def count_matches(address: str, port: int, aet: str) -> int:
-    k = [a for key in KEYS for a in ("-k", key)]
-    r = subprocess.run([sys.executable, "-m", "findtui", "--batch", "-q", "-S", "-aec", aet,
-                        "--output-format", "jsonl", address, str(port), *k],
-                       capture_output=True, text=True, check=True)
-    return len(r.stdout.splitlines())
+def verify_quiet(cmd: list[str]) -> int:
+    """A quiet client's count, from the same client run once with its -v log."""
+    verbose = [("-v" if a == "-q" else a) for a in cmd]
+    r = subprocess.run(verbose, capture_output=True, text=True)
+    return pending_lines(r.stdout + r.stderr)
 
 
-def measure(name: str, address: str, port: int, aet: str, repeat: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "dcmtk").mkdir()
+def pending_lines(text: str) -> int:
+    """Pending responses in a -v log: DCMTK 'Find Response: N (Pending)', pynetdicom and
+    findtui 'Find SCP Response: N - 0xFF00 (Pending)'."""
+    return len(re.findall(r"Find (?:SCP )?Response: \d+ (?:- 0xFF0[01] )?\(Pending", text))
+
+
+def measure(name: str, address: str, port: int, aet: str, repeat: int, out_root: Path) -> dict:
+    with tempfile.TemporaryDirectory(dir=out_root) as tmp:
         cmds = clients(address, port, aet, Path(tmp))
-        matches = count_matches(address, port, aet)
+        r = subprocess.run(cmds["findtui_jsonl"][0], capture_output=True, text=True, check=True)
+        matches = len(r.stdout.splitlines())
+        for client, (cmd, how) in cmds.items():
+            if how == "quiet":
+                got = verify_quiet(cmd)
+                if got != matches:
+                    raise SystemExit(f"{client} received {got} of {matches} matches")
         walls: dict[str, list[float]] = {c: [] for c in cmds}
+        cpus: dict[str, list[float]] = {c: [] for c in cmds}
+        order = list(cmds)
         for i in range(repeat):
-            for client, cmd in cmds.items():  # interleaved, so drift hits all alike
-                walls[client].append(time_command(cmd))
-                print(f"[{name}] run {i + 1}/{repeat} {client}: {walls[client][-1]:.2f} s",
-                      file=sys.stderr)
+            # alternating order, so that drift and caches hit every client alike
+            for client in (order if i % 2 == 0 else order[::-1]):
+                cmd, how = cmds[client]
+                wall, cpu, count = run_client(cmd, how)
+                if count is not None and count != matches:
+                    raise SystemExit(f"{client} received {count} of {matches} matches")
+                walls[client].append(wall)
+                cpus[client].append(cpu)
+                print(f"[{name}] run {i + 1}/{repeat} {client}: {wall:.2f} s "
+                      f"(CPU {cpu:.2f} s)", file=sys.stderr)
     median = {c: round(statistics.median(w), 3) for c, w in walls.items()}
-    base = median["dcmtk_findscu"]
+    cpu = {c: round(statistics.median(w), 3) for c, w in cpus.items()}
+    base, files = median["dcmtk_findscu"], median["dcmtk_findscu_X"]
     ratios = {c: round(v / base, 2) for c, v in median.items()}
-    # files against files: -w compared with DCMTK's -X
-    ratios["findtui_w_vs_dcmtk_X"] = round(median["findtui_w"] / median["dcmtk_findscu_X"], 2)
+    # outputs against DCMTK writing a file per response (-X)
+    outputs = {c: round(median[c] / files, 2) for c in median
+               if c.startswith("findtui_")}
     return {
         "matches": matches,
         "median_wall_s": median,
+        "median_cpu_s": cpu,
         "ratio_vs_dcmtk": ratios,
+        "outputs_vs_dcmtk_X": outputs,
+        "cpu_ratio_vs_dcmtk": round(cpu["findtui"] / max(cpu["dcmtk_findscu"], 1e-3), 2),
         "speedup_vs_pynetdicom": {c: round(median["pynetdicom_findscu"] / v, 2)
                                   for c, v in median.items() if c.startswith("findtui")},
+        "all_walls_s": {c: [round(x, 3) for x in w] for c, w in walls.items()},
     }
 
 
@@ -104,7 +158,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orthanc-studies", type=int, default=10_000)
     ap.add_argument("--demo-studies", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir()
+                    else Path(tempfile.gettempdir()),
+                    help="where the clients write their files (default: /dev/shm, a RAM "
+                         "folder: disk noise on 10k small files is larger than the effect)")
     ap.add_argument("--cache", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--skip-orthanc", action="store_true")
     ap.add_argument("--skip-demo", action="store_true")
@@ -113,7 +171,8 @@ def main() -> int:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: install Debian 'dcmtk' (bash .ci/install)")
 
-    result: dict = {"repeat": args.repeat, "keys": KEYS}
+    result: dict = {"repeat": args.repeat, "keys": KEYS, "load_avg": os.getloadavg(),
+                    "cpus": os.cpu_count()}
     if not args.skip_orthanc:
         args.cache.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -121,11 +180,11 @@ def main() -> int:
             print(f"[orthanc] ready with {args.orthanc_studies} studies in "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
             result["orthanc"] = measure("orthanc", orthanc.address, orthanc.port,
-                                        orthanc.ae_title, args.repeat)
+                                        orthanc.ae_title, args.repeat, args.out)
     if not args.skip_demo:
         with DemoSCP(studies=args.demo_studies, seed=1) as demo:
             result["demo"] = measure("demo", demo.address, demo.port, "FINDTUI-DEMO",
-                                     args.repeat)
+                                     args.repeat, args.out)
     print(json.dumps(result))
     return 0
 

@@ -55,3 +55,23 @@ def test_no_import_cycles_between_findtui_modules():
             if module != imported and graph.chain_exists(imported, module):
                 cycles.append(f"{module} <-> {imported}")
     assert cycles == []
+
+
+def test_help_and_option_parsing_import_neither_pydicom_nor_pynetdicom():
+    """Start-up: what a run needs is imported when it needs it; `findtui --help` and parsing
+    the options of a batch run load no DICOM library (they cost ~0.2 s to import)."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from findtui.cli.options import build_parser\n"
+        "build_parser().parse_args(['--batch', '-S', 'h', '104', '-k', 'PatientID='])\n"
+        "from findtui.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(','.join(sorted(m for m in sys.modules\n"
+        "                      if m.split('.')[0] in ('pydicom', 'pynetdicom'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -12,11 +12,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from findtui.cli.batch import EXIT_CODES, ExitCode, exit_code, run_batch
+from findtui.cli.exitcodes import ExitCode
 from findtui.cli.options import LOG, build_parser, setup_logging
 from findtui.engine.sanitize import visible
 
 __all__ = ["EXIT_CODES", "ExitCode", "build_parser", "exit_code", "main", "run_batch"]
+
+
+def __getattr__(name: str):
+    # The batch runner imports pydicom and pynetdicom: only when a run needs it, so that
+    # `findtui --help` and the profile commands start at once.
+    if name in ("EXIT_CODES", "exit_code", "run_batch"):
+        from findtui.cli import batch
+
+        return getattr(batch, name)
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,14 +45,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return history_main(argv[1:])
 
+    parser = build_parser()
+    args = parser.parse_args(argv)  # --help and usage errors before any heavy import
+    setup_logging(args.log_type, args.log_level)
     from findtui.cli.resolve import (
         UsageError, check_batch_options, resolve_options, spec_from_args,
     )
     from findtui.config.schema import ProfileError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.log_type, args.log_level)
     try:
         resolve_options(args)
     except ProfileError as exc:
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error(str(exc))
         return ExitCode.BAD_INPUT
     spec.request.identifier = identifier
+    from findtui.cli.batch import run_batch
+
     try:
         return int(run_batch(spec))
     except BrokenPipeError:

@@ -6,28 +6,17 @@ exit code (EXIT_CODES, documented in the README) and words it for a terminal.
 
 from __future__ import annotations
 
-import enum
 import logging
 import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from findtui.cli.exitcodes import ExitCode
 from findtui.cli.resolve import RunSpec, hinted
 from findtui.engine.run import Outcome, RunSummary
 
 LOG = logging.getLogger("findtui")
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0  # success, also with no matches, or a warning status
-    BAD_INPUT = 1  # bad key, unreadable query file, bad profile
-    USAGE = 2  # bad options (argparse)
-    NETWORK = 3  # association rejected/aborted, unreachable, timed out, broken mid-query
-    FAILURE_STATUS = 4  # the SCP answered with a failure status
-    CANCELLED = 5  # cancelled (--cancel, Ctrl-C)
-    OUTPUT = 6  # results could not be written (folder, disk full, file exists)
-    INTERNAL = 70  # findtui itself failed (a bug; the TUI shows the traceback)
 
 
 EXIT_CODES: dict[Outcome, ExitCode] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from findtui.cli.batch import ExitCode
+from findtui.cli.exitcodes import ExitCode
 from findtui.cli.options import (
     _add_ext_neg_options,
     _add_key_options,

@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 
 from findtui.cli.options import NETWORK_OPTIONS
-from findtui.engine.models import ExtendedNegotiation, ExtendedNegotiationError, QueryModel
 from findtui.engine.network import DEFAULTS, Network, NetworkError, network_from
 from findtui.engine.settings import SETTINGS, cli_hint
 
@@ -145,7 +144,9 @@ def option_message(exc: NetworkError) -> str:
     return exc.render(name)
 
 
-def ext_neg_from_args(args: argparse.Namespace) -> ExtendedNegotiation:
+def ext_neg_from_args(args: argparse.Namespace):
+    from findtui.engine.models import ExtendedNegotiation
+
     return ExtendedNegotiation(
         relational=args.relational_query,
         dt_matching=args.dt_matching,
@@ -170,6 +171,7 @@ def check_batch_options(args: argparse.Namespace) -> None:
 
 def request_from_args(args: argparse.Namespace, identifier):
     """The FindRequest the options describe (raises UsageError)."""
+    from findtui.engine.models import ExtendedNegotiationError, QueryModel
     from findtui.engine.query import FindRequest
 
     network = network_from_args(args, getattr(args, "node_network", None))

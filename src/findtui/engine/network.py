@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -63,7 +62,9 @@ class TLSOptions(Struct, frozen=True, forbid_unknown_fields=True):
     key_file: _PATH | None = None
     verify: bool = True
 
-    def context(self) -> ssl.SSLContext:
+    def context(self):
+        import ssl
+
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=_expand(self.ca_file))
         if not self.verify:
             ctx.check_hostname = False
