@@ -311,6 +311,8 @@ def test_a_tui_that_crashes_does_not_exit_0(monkeypatch):
             return None
 
     monkeypatch.setattr(findtui.app, "make_app", lambda *a, **kw: Crashed())
+    # main() configures logging for the process: not for the tests that run after this one
+    monkeypatch.setattr(findtui.cli, "setup_logging", lambda *a, **kw: None)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert findtui.cli.main([]) == ExitCode.INTERNAL == 70
