@@ -75,7 +75,7 @@ def run_client(cmd: list[str], how: str) -> tuple[float, float, int | None]:
         folder.mkdir(parents=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -100,7 +100,7 @@ def run_client(cmd: list[str], how: str) -> tuple[float, float, int | None]:
 def verify_quiet(cmd: list[str]) -> int:
     """A quiet client's count, from the same client run once with its -v log."""
     verbose = [("-v" if a == "-q" else a) for a in cmd]
-    r = subprocess.run(verbose, capture_output=True, text=True)
+    r = subprocess.run(verbose, capture_output=True, encoding="utf-8", errors="replace")
     return pending_lines(r.stdout + r.stderr)
 
 

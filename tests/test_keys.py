@@ -709,11 +709,11 @@ def test_value_at_on_a_decoded_network_style_dataset():
 
 
 def test_value_at_caches_parsed_paths():
-    keys._column_steps.cache_clear()
+    keys.column_steps.cache_clear()
     ds = _response()
     for _ in range(50):
         value_at(ds, f"{SPS}[0].Modality")
-    info = keys._column_steps.cache_info()
+    info = keys.column_steps.cache_info()
     assert info.misses == 1 and info.hits == 49
 
 

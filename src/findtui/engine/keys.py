@@ -733,8 +733,11 @@ def _one_text(vr: str, v: Any) -> str:
 
 
 def _value_text(elem: DataElement) -> str:
-    v = elem.value
-    vr = str(elem.VR)
+    return value_text(str(elem.VR), elem.value)
+
+
+def value_text(vr: str, v: Any) -> str:
+    """A value as the table, CSV and keys show it: multi-values joined with '\\'."""
     if v is None:
         return ""
     if isinstance(v, (bytes, bytearray)):
@@ -796,7 +799,7 @@ def _emit_columns(ds: Dataset, prefix: str, out: list[str]) -> None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _column_steps(path: str) -> tuple[tuple[BaseTag, int | None], ...]:
+def column_steps(path: str) -> tuple[tuple[BaseTag, int | None], ...]:
     comps = [c.strip() for c in path.split(".")]
     steps = []
     try:
@@ -833,7 +836,7 @@ def value_at(ds: Dataset, path: str) -> str:
     as hex; a sequence as ``<N items>``; an item path (``Seq[0]``) as a
     ``Keyword=value, ...`` summary of the item. Parsed paths are cached.
     """
-    steps = _column_steps(path)
+    steps = column_steps(path)
     current = ds
     last = len(steps) - 1
     try:

@@ -16,7 +16,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from io import BytesIO
+
+from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import data_element_generator
+from pydicom.values import convert_value
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, generate_uid
@@ -25,7 +31,14 @@ from pynetdicom.dsutils import pretty_dataset
 
 from findtui import __version__
 from findtui.engine import files
-from findtui.engine.keys import KeyPathError, column_paths, parse_key, value_at
+from findtui.engine.keys import (
+    KeyPathError,
+    column_paths,
+    column_steps,
+    parse_key,
+    value_at,
+    value_text,
+)
 from findtui.engine.query import Final, IdentifierDecodeError, Pending
 from findtui.engine.sanitize import json_safe, visible
 
@@ -253,6 +266,10 @@ class CsvWriter(_StreamWriter):
         self.stream = stream
         self.columns = list(columns)
         self._csv = csv.writer(stream, lineterminator="\n")
+        # Top-level columns are read straight from the identifier's raw elements (pydicom's
+        # element reader and value converters, without building a Dataset: 2x faster).
+        self._tags = [_top_level_tag(c) for c in self.columns]
+        self._fast = all(t is not None for t in self._tags)
         self._row([visible(c) for c in self.columns])
 
     def _row(self, cells: list[str]) -> None:
@@ -261,11 +278,61 @@ class CsvWriter(_StreamWriter):
             self.stream.flush()
 
     def write(self, response: Pending) -> None:
-        ds = response.identifier
-        self._row([visible(value_at(ds, c)) for c in self.columns])
+        cells = _raw_cells(response, self._tags) if self._fast else None
+        if cells is None:  # nested columns, or anything unusual: the whole Dataset way
+            ds = response.identifier
+            cells = [value_at(ds, c) for c in self.columns]
+        self._row([visible(c) for c in cells])
 
     def close(self) -> None:
         self._put("")
+
+
+def _top_level_tag(column: str) -> int | None:
+    try:
+        steps = column_steps(column)
+    except KeyPathError:
+        return None
+    return int(steps[0][0]) if len(steps) == 1 and steps[0][1] is None else None
+
+
+_RAW_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH",
+                           "ST", "TM", "UC", "UI", "UR", "UT"})
+
+
+def _raw_cells(response: Pending, tags: list[int]) -> list[str] | None:
+    """The display text of top-level elements ``tags``, read from the raw identifier with
+    pydicom's element generator and converters; None when the Dataset way is needed (a
+    value that is not text, a sequence, anything that does not read)."""
+    ts = response.transfer_syntax
+    if ts.is_deflated:
+        return None
+    wanted = set(tags)
+    found: dict[int, object] = {}
+    encodings = None
+    try:
+        for raw in data_element_generator(BytesIO(response.raw), ts.is_implicit_VR,
+                                          ts.is_little_endian, defer_size=None):
+            tag = int(raw.tag)  # BaseTag compares in Python; an int in C
+            if tag == 0x00080005:
+                values = convert_value("CS", raw)
+                values = [values] if isinstance(values, str) else list(values or [])
+                encodings = convert_encodings(values)
+            if tag in wanted:
+                vr = raw.VR or dictionary_VR(tag)
+                if vr not in _RAW_TEXT_VRS:
+                    return None
+                found[tag] = (vr, raw)
+        cells = []
+        for tag in tags:
+            if tag not in found:
+                cells.append("")
+                continue
+            vr, raw = found[tag]
+            cells.append(value_text(vr, convert_value(vr, raw, encodings)))
+        return cells
+    except Exception:  # noqa: BLE001 - the Dataset way says precisely what is wrong
+        return None
 
 
 class JsonWriter(_StreamWriter):
