@@ -542,6 +542,20 @@ def _find_response(fields: dict[int, bytes], data: bytes | None) -> _FindRespons
 _TOO_LARGE = object()  # put in the DIMSE queue when an identifier passes the size limit
 
 
+def _stall_problem(timeout: float) -> tuple[str, str, tuple[str, ...]]:
+    return ("timeout",
+            f"the peer stopped in the middle of a message: nothing received for {timeout:g} s "
+            "(network timeout); association aborted; the responses received are kept; check "
+            "the network, or raise the network timeout", ("network_timeout",))
+
+
+def _oversize_problem(length: int, limit: int) -> tuple[str, str, tuple[str, ...]]:
+    return ("protocol",
+            f"the peer sent a PDU of {length:,} bytes, more than the {limit:,} we accept (the "
+            "maximum PDU size we proposed); association aborted; the responses received are "
+            "kept; report it to the SCP's admin", ("max_pdu",))
+
+
 class _ReceiveGuard:
     """Bounds what the peer can cost once the association is up: every socket read waits
     at most the network timeout (a peer stalling inside a PDU used to hang pynetdicom's
@@ -562,21 +576,12 @@ class _ReceiveGuard:
 
     def __call__(self, nr_bytes: int):
         if nr_bytes > self.limit:
-            self.problem = (
-                "protocol",
-                f"the peer sent a PDU of {nr_bytes:,} bytes, more than the {self.limit:,} "
-                "we accept (the maximum PDU size we proposed); association aborted; the "
-                "responses received are kept; report it to the SCP's admin", ("max_pdu",))
+            self.problem = _oversize_problem(nr_bytes, self.limit)
             raise OSError("PDU longer than the negotiated maximum")
         try:
             return self.original(nr_bytes)
         except TimeoutError:
-            self.problem = (
-                "timeout",
-                f"the peer stopped in the middle of a message: nothing received for "
-                f"{self.timeout:g} s (network timeout); association aborted; the responses "
-                "received are kept; check the network, or raise the network timeout",
-                ("network_timeout",))
+            self.problem = _stall_problem(self.timeout)
             raise
 
 
@@ -658,12 +663,7 @@ class _DirectReader:
             chunk = self.sock.recv(1 << 16)
         except (TimeoutError, socket.timeout):
             if self.buf and time.monotonic() - self.last_byte > self.timeout:
-                self.problem = (
-                    "timeout",
-                    f"the peer stopped in the middle of a message: nothing received for "
-                    f"{self.timeout:g} s (network timeout); association aborted; the responses "
-                    "received are kept; check the network, or raise the network timeout",
-                    ("network_timeout",))
+                self.problem = _stall_problem(self.timeout)
                 return
             raise queue.Empty from None
         except (OSError, ssl.SSLError) as exc:  # e.g. a reset: said in the message
@@ -684,11 +684,7 @@ class _DirectReader:
         while len(buf) - pos >= 6 and not self.problem:
             pdu_type, length = buf[pos], struct.unpack_from(">I", buf, pos + 2)[0]
             if pdu_type == 0x04 and length > self.limit:
-                self.problem = (
-                    "protocol",
-                    f"the peer sent a PDU of {length:,} bytes, more than the {self.limit:,} we "
-                    "accept (the maximum PDU size we proposed); association aborted; the "
-                    "responses received are kept; report it to the SCP's admin", ("max_pdu",))
+                self.problem = _oversize_problem(length, self.limit)
                 break
             if pdu_type not in (0x04, 0x05, 0x06, 0x07):
                 self.problem = ("protocol", "", ())
