@@ -1,10 +1,12 @@
 """Run a C-FIND: a request in, a stream of events out. The only module that talks to pynetdicom.
 
-The response loop reads pynetdicom's DIMSE queue itself instead of iterating
-``Association.send_c_find``'s generator, so that it can keep each identifier's
-raw bytes (written as-is by ``-w``), decode lazily (nothing pays for a dump
-nobody reads), report an undecodable identifier without losing the others,
-poll for cancel, and bound the wait after a C-CANCEL.
+pynetdicom associates, sends the C-FIND-RQ, the C-CANCEL, the release or the abort.
+The responses are read by the query itself, straight from the socket (``_DirectReader``),
+so that it can keep each identifier's raw bytes (written as-is by ``-w``), decode
+lazily (nothing pays for a dump nobody reads), report an undecodable identifier without
+losing the others, bound what a peer may cost (PDU and identifier size, stalls), poll
+for cancel, and bound the wait after a C-CANCEL. Under -d pynetdicom reads them (its
+dumps), through ``_DebugReceiver``.
 """
 
 from __future__ import annotations
@@ -757,42 +759,23 @@ class _DirectReader:
             self.ready.append(rsp)
 
 
-class _FastFindReceiver:
-    """Stands in for ``assoc.dimse.receive_primitive`` during a C-FIND.
+class _DebugReceiver:
+    """Stands in for ``assoc.dimse.receive_primitive`` under -d, where pynetdicom reads
+    the responses itself (for its dumps): an identifier over the size limit stops the
+    query, and a command set that does not decode no longer kills pynetdicom's thread."""
 
-    pynetdicom turns every command set into a pydicom Dataset and then into a
-    primitive: half of its receive thread's time on a 10k-match query. A
-    C-FIND-RSP command set is a handful of fixed implicit VR LE elements (PS3.7
-    E.1), read here with struct. Any other message, or a command set that does
-    not parse, is replayed into pynetdicom's own receiver, which deals with it.
-    """
-
-    def __init__(self, dimse, fast: bool = True, max_data: int = MAX_IDENTIFIER_SIZE) -> None:
+    def __init__(self, dimse, max_data: int = MAX_IDENTIFIER_SIZE) -> None:
         self.dimse = dimse
         self.original = dimse.receive_primitive
-        self.fast = fast
         self.max_data = max_data
-        self.data_seen = 0  # bytes of the current message's identifier, in either mode
+        self.data_seen = 0  # bytes of the current message's identifier
         self.too_large: int | None = None  # set when an identifier passed max_data
-        self._reset()
-
-    def _reset(self) -> None:
-        self.primitives: list = []
-        self.command = bytearray()
-        self.data = bytearray()
-        self.fields: dict[int, bytes] | None = None
 
     def install(self) -> None:
         self.dimse.receive_primitive = self
 
     def uninstall(self) -> None:
         self.dimse.__dict__.pop("receive_primitive", None)
-
-    def _fallback(self) -> None:
-        primitives = self.primitives
-        self._reset()
-        for primitive in primitives:
-            self._original(primitive)
 
     def _original(self, primitive) -> None:
         """pynetdicom's receiver, minus its crash on a command set that does not decode.
@@ -821,7 +804,6 @@ class _FastFindReceiver:
                 self.data_seen += len(pdv) - 1
                 if self.data_seen > self.max_data:
                     self.too_large = self.data_seen
-                    self._reset()
                     self.dimse.msg_queue.put((None, _TOO_LARGE))
                     return True
                 if header & 2:
@@ -829,36 +811,8 @@ class _FastFindReceiver:
         return False
 
     def __call__(self, primitive) -> None:
-        if self._over_limit(primitive):
-            return None
-        if not self.fast:
-            return self._original(primitive)
-        self.primitives.append(primitive)
-        for context_id, pdv in primitive.presentation_data_value_list:
-            header = pdv[0]
-            if header & 1:
-                self.command += pdv[1:]
-                if not header & 2:
-                    continue
-                self.fields = _parse_command_set(bytes(self.command))
-                if (self.fields is None or self.fields.get(0x0100) != b"\x20\x80"
-                        or 0x0800 not in self.fields):
-                    return self._fallback()
-                if struct.unpack("<H", self.fields[0x0800])[0] != _NO_DATASET:
-                    continue
-                data = None
-            else:
-                if self.fields is None:
-                    return self._fallback()
-                self.data += pdv[1:]
-                if not header & 2:
-                    continue
-                data = bytes(self.data)
-            rsp = _find_response(self.fields, data)
-            if rsp is None:
-                return self._fallback()
-            self._reset()
-            self.dimse.msg_queue.put((context_id, rsp))
+        if not self._over_limit(primitive):
+            self._original(primitive)
 
 
 class FindQuery:
@@ -928,7 +882,7 @@ class FindQuery:
         msg_id = 1
         # -d wants pynetdicom's own receiver and its dumps; else the query reads the socket
         debug = PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG)
-        receiver = _FastFindReceiver(assoc.dimse, fast=False, max_data=req.max_identifier_size)
+        receiver = _DebugReceiver(assoc.dimse, max_data=req.max_identifier_size)
         guard = _ReceiveGuard(assoc, req.network, req.max_identifier_size)
         reader = None
         if debug:
