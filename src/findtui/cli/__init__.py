@@ -10,6 +10,7 @@ and history commands. Exit codes are documented in the README (batch.ExitCode).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from findtui.cli.exitcodes import ExitCode
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # --help and usage errors before any heavy import
     setup_logging(args.log_type, args.log_level)
     from findtui.cli.resolve import (
-        UsageError, check_batch_options, resolve_options, spec_from_args,
+        UsageError, check_batch_options, request_from_args, resolve_options, spec_from_args,
     )
     from findtui.config.schema import ProfileError
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_batch_options(args)
-        spec = spec_from_args(args, identifier=None)
+        request = request_from_args(args, None)  # options first, then the keys
     except UsageError as exc:
         parser.error(str(exc))
     try:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyPathError, QueryFileError) as exc:
         LOG.error(str(exc))
         return ExitCode.BAD_INPUT
-    spec.request.identifier = identifier
+    spec = spec_from_args(args, dataclasses.replace(request, identifier=identifier))
     from findtui.cli.batch import run_batch
 
     try:
@@ -102,7 +103,8 @@ def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         except UsageError as exc:
             parser.error(str(exc))
         try:
-            request.identifier = build_identifier(args.keyword, args.file)
+            request = dataclasses.replace(
+                request, identifier=build_identifier(args.keyword, args.file))
         except (KeyPathError, QueryFileError) as exc:
             print(visible(f"findtui: {exc}"), file=sys.stderr)
             return ExitCode.BAD_INPUT

@@ -186,9 +186,11 @@ def request_from_args(args: argparse.Namespace, identifier):
                        ext_neg=ext_neg, cancel_after=args.cancel, **limits)
 
 
-def spec_from_args(args: argparse.Namespace, identifier) -> RunSpec:
+def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
+    """The run spec of a batch run: ``request`` (from request_from_args, its identifier
+    built), the keys as given and where the results go."""
     return RunSpec(
-        request=request_from_args(args, identifier), keys=tuple(args.keyword), file=args.file,
+        request=request, keys=tuple(args.keyword), file=args.file,
         output_format=args.output_format, output=args.output, write=args.write,
         output_directory=args.output_directory, overwrite=args.overwrite,
         node_profile=args.node_profile, query_profile=args.query_profile,

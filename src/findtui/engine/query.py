@@ -882,6 +882,11 @@ class FindQuery:
         msg_id = 1
         # -d wants pynetdicom's own receiver and its dumps; else the query reads the socket
         debug = PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG)
+        peer_max = assoc.acceptor.maximum_length
+        if peer_max and peer_max < MIN_PEER_PDU:
+            yield self._unsendable(assoc, f"the peer's maximum PDU length is {peer_max} bytes, "
+                                   "too small to carry a query (a broken A-ASSOCIATE-AC)")
+            return
         receiver = _DebugReceiver(assoc.dimse, max_data=req.max_identifier_size)
         guard = _ReceiveGuard(assoc, req.network, req.max_identifier_size)
         reader = None
@@ -891,17 +896,6 @@ class FindQuery:
         else:
             reader = _DirectReader(assoc, req.network, req.max_identifier_size)
             reader.pause_pynetdicom()
-        peer_max = assoc.acceptor.maximum_length
-        if peer_max and peer_max < MIN_PEER_PDU:
-            receiver.uninstall()
-            if reader is not None:
-                reader.resume_pynetdicom()
-            assoc.abort()
-            self._broken = True
-            yield Fault("protocol", f"the peer's maximum PDU length is {peer_max} bytes, too "
-                        "small to carry a query (a broken A-ASSOCIATE-AC); association "
-                        "aborted; report it to the SCP's admin")
-            return
         try:
             # send_c_find encodes and sends at once; its response generator is never started.
             assoc.send_c_find(req.identifier, req.model.sop_class_uid, msg_id=msg_id,
@@ -910,10 +904,7 @@ class FindQuery:
             receiver.uninstall()
             if reader is not None:
                 reader.resume_pynetdicom()
-            assoc.abort()
-            self._broken = True
-            yield Fault("protocol", f"the query could not be sent to this peer ({exc}); "
-                        "association aborted")
+            yield self._unsendable(assoc, f"the query could not be sent to this peer ({exc})")
             return
         msg_queue = assoc.dimse.msg_queue
         dimse_timeout = req.network.dimse_timeout
@@ -1028,6 +1019,12 @@ class FindQuery:
                 except queue.Empty:
                     break
             assoc._reactor_checkpoint.set()
+
+    def _unsendable(self, assoc, why: str) -> Fault:
+        """Abort an association the query cannot be sent on."""
+        assoc.abort()
+        self._broken = True
+        return Fault("protocol", f"{why}; association aborted; report it to the SCP's admin")
 
     def _reader_fault(self, reader: _DirectReader, pending: int) -> Fault:
         """How the association ended under the direct reader."""
