@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from faultscp import FaultSCP, assert_no_traceback, run_findtui
 from findtui.cli import ExitCode
-from findtui.engine.sanitize import SafeFormatter, json_safe, visible
+from findtui.engine.sanitize import LogLines, SafeFormatter, json_safe, visible
 
 ESC, BEL = "\x1b", "\x07"
 HOSTILE = (
@@ -180,6 +180,21 @@ def test_safe_formatter():
     assert quiet == "E: failed"
     loud = SafeFormatter(inner, tracebacks=True).format(_record("failed", exc=True))
     assert loud.startswith("E: failed\nTraceback") and "boom ␛[2J" in loud and ESC not in loud
+
+
+def test_safe_formatter_log_lines_are_each_a_safe_line():
+    """A response's log lines go as one record (LogLines): each is prefixed and made
+    visible on its own, as if logged one by one, whatever the inner format."""
+    lines = LogLines(["Find SCP Response: 1", f"(0010,0010) PN [a{ESC}[2J\nI: forged]", ""])
+    record = _record(lines)
+    record.levelno, record.levelname = logging.INFO, "INFO"
+    fast = SafeFormatter(logging.Formatter("%(levelname).1s: %(message)s")).format(record)
+    assert fast.split("\n") == ["I: Find SCP Response: 1", "I: (0010,0010) PN [a␛[2J␊I: forged]",
+                                "I: "]
+    slow = SafeFormatter(logging.Formatter("[%(message)s] %(levelname)s")).format(record)
+    assert slow.split("\n") == ["[Find SCP Response: 1] INFO",
+                                "[(0010,0010) PN [a␛[2J␊I: forged]] INFO", "[] INFO"]
+    assert str(lines).count("\n") == 2 and ESC not in str(lines)  # for any other handler
 
 
 @settings(max_examples=300, deadline=None)

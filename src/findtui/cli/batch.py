@@ -62,6 +62,7 @@ def _on_demo(spec: RunSpec, stack: ExitStack) -> RunSpec:
 
 def _run(spec: RunSpec, stack: ExitStack) -> int:
     from findtui.engine import output
+    from findtui.engine.sanitize import LogLines
     from findtui.engine.query import (
         Associated, CancelSent, Fault, Final, FindQuery, IdentifierDecodeError, Pending,
         AssociationFailed,
@@ -121,10 +122,10 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                     except IdentifierDecodeError as exc:
                         LOG.error(f"{exc}; left out of --output-format")
                 if verbose:
-                    try:
-                        for line in output.pending_lines(event):
-                            LOG.info(line)
+                    try:  # a response's lines in one record: one write, one flush
+                        LOG.info(LogLines(output.pending_lines(event)))
                     except IdentifierDecodeError as exc:
+                        LOG.info(next(output.pending_lines(event, with_identifier=False)))
                         if not table_writer:  # else already said above
                             kept = "; kept as received in -w files" if rsp_writer else ""
                             LOG.error(f"{exc}{kept}")

@@ -18,7 +18,7 @@ import re
 import warnings
 from collections.abc import Iterator
 
-__all__ = ["SafeFormatter", "json_safe", "make_log_output_safe", "visible", "warnings_to_log"]
+__all__ = ["LogLines", "SafeFormatter", "json_safe", "make_log_output_safe", "visible", "warnings_to_log"]
 
 # C0, DEL, C1, every format (Cf) character — bidi embeddings/overrides/isolates and
 # marks, zero-width characters, BOM, tags — line/paragraph separators, surrogates.
@@ -76,6 +76,17 @@ def json_safe(text: str) -> str:
     return _unsafe_sub(_json_escape, text)
 
 
+class LogLines(tuple):
+    """Several log lines logged as one record (one write and one flush for a response's
+    dozen lines): :class:`SafeFormatter` formats and makes visible each line on its own,
+    exactly as if they had been logged one by one."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return "\n".join(visible(line) for line in self)
+
+
 class SafeFormatter(logging.Formatter):
     """Wraps a log formatter so that no record reaches the output raw.
 
@@ -90,6 +101,8 @@ class SafeFormatter(logging.Formatter):
         self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
+        if type(record.msg) is LogLines and not record.args:
+            return self._format_lines(record)
         try:
             message = record.getMessage()
         except Exception as exc:  # a bad %-format must not hide the record
@@ -107,6 +120,24 @@ class SafeFormatter(logging.Formatter):
         if "\n" in text or _unsafe_search(text):  # traceback lines, or a bad prefix
             text = "\n".join(visible(line) for line in text.split("\n"))
         return text
+
+
+    def _format_lines(self, record: logging.LogRecord) -> str:
+        line_record = logging.makeLogRecord(record.__dict__)  # the record is shared
+        line_record.exc_info = line_record.exc_text = line_record.stack_info = None
+        inner = self.inner
+        style = getattr(inner, "_style", None)
+        if type(style) is logging.PercentStyle and style._fmt.endswith("%(message)s") \
+                and not inner.usesTime():
+            line_record.msg = ""  # the prefix once ("I: "), then each line after it
+            prefix = self.format(line_record)
+            if "\n" not in prefix:
+                return "\n".join(prefix + visible(line) for line in record.msg)
+        out = []
+        for line in record.msg:
+            line_record.msg = line
+            out.append(self.format(line_record))
+        return "\n".join(out)
 
 
 def make_log_output_safe(logger_names: tuple[str, ...] = ("findtui", "pynetdicom"),
