@@ -147,24 +147,45 @@ def _pending(i: int) -> Pending:
 def test_engine_disk_full_keeps_earlier_files_and_removes_the_cut_one(tmp_path, monkeypatch):
     writer = output.ResponseFileWriter(tmp_path, "1.2.840.10008.5.1.4.1.2.1.1")
     writer.write(_pending(1))
-    real_open = open
+    real_write = os.write
 
-    class Full(io.RawIOBase):
-        def __init__(self, fd, *a, **kw):
-            self.fp = real_open(fd, "wb")
-
-        def write(self, data):
-            self.fp.write(data[:10])
+    def full(fd, data):  # the disk fills up 10 bytes into the next file in tmp_path
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path)):
+            real_write(fd, bytes(data[:10]))
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
 
-        def close(self):
-            self.fp.close()
-
-    monkeypatch.setattr(output.files, "open", Full, raising=False)
+    monkeypatch.setattr(output.files.os, "write", full)
     with pytest.raises(output.OutputError, match="No space left on device; free some space"):
         writer.write(_pending(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rsp000001.dcm"]
     assert dcmread(tmp_path / "rsp000001.dcm").PatientID == "P1"
+
+
+def test_stream_writers_flush_when_no_further_response_is_waiting():
+    """One flush (a write to the pipe or file) per burst of responses, not per row: the
+    last response of a burst (more=False) and close() flush; those before it do not."""
+    class Counting(io.StringIO):
+        flushes = 0
+
+        def flush(self):
+            self.flushes += 1
+            return super().flush()
+
+    for make in (lambda s: output.CsvWriter(s, ["PatientID"]),
+                 lambda s: output.JsonWriter(s, lines=True),
+                 lambda s: output.JsonWriter(s, lines=False)):
+        stream = Counting()
+        writer = make(stream)
+        before = stream.flushes
+        for i in range(1, 4):
+            response = _pending(i)
+            response.more = i < 3
+            writer.write(response)
+            assert stream.flushes == before + (i == 3), i
+        assert "P3" in stream.getvalue()
+        writer.close()
+        assert stream.flushes == before + 2
 
 
 def test_engine_stream_writers_turn_os_errors_into_output_errors():

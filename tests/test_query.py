@@ -62,6 +62,16 @@ def test_fast_path_equals_pynetdicom_path(demo):
     assert isinstance(events_fast[-1], Final) and events_fast[-1].status == 0
 
 
+def test_pending_says_when_more_responses_are_already_here():
+    """The demo SCP sends its pendings in one burst: most arrive with others behind them
+    (more=True, writers hold their flush); the pynetdicom path never says so."""
+    with DemoSCP(patients=50, studies=600, seed=3) as scp:
+        req = FindRequest(Network(scp.address, scp.port), study_query(), QueryModel.STUDY)
+        _, pending = collect(req)
+    assert len(pending) == 600
+    assert sum(p.more for p in pending) > 300
+
+
 def test_parse_command_set_rejects_malformed():
     good = struct.pack("<HHI", 0, 0x0100, 2) + b"\x20\x80"
     assert _parse_command_set(good) == {0x0100: b"\x20\x80"}

@@ -4,6 +4,8 @@
   ``profiles export``): never through a symbolic link, never into a FIFO or device,
   never through a hard link (another name of a file that may live elsewhere), never
   over an existing file unless ``overwrite``.
+- ``write_new(path, parts)``: the same for a small binary file written at once (a
+  response file): a new file, created exclusively, written with os.write.
 - ``atomic_write_text(path, text)``: replace a file all at once (temp + fsync + rename).
 - ``file_lock(path)``: an exclusive lock on a lock file (filelock: flock here, Windows too).
 - ``read_capped(path, limit)``: read a plain file of at most ``limit`` bytes (profiles,
@@ -72,6 +74,40 @@ def open_new(path: str | os.PathLike[str], overwrite: bool = False, *,
     except BaseException:
         os.close(fd)
         raise
+
+
+def write_new(path: str, parts: tuple[bytes, ...], overwrite: bool = False) -> None:
+    """Write ``parts`` to ``path`` as :func:`open_new` would, for one small binary file.
+
+    A new file is created exclusively (O_EXCL: never a link, a FIFO or someone else's
+    file), so it needs none of open_new's checks; ``overwrite`` takes open_new's way.
+    A failed write leaves no partial file. Raises like open_new.
+    """
+    if overwrite:
+        try:
+            with open_new(path, True, text=False) as fp:
+                for part in parts:
+                    fp.write(part)
+        except UnsafeFileError:
+            raise
+        except OSError:
+            with suppress(OSError):
+                os.unlink(path)
+            raise
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o666)
+    try:
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        with suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -166,4 +202,4 @@ def private_dir(path: Path) -> Path:
 
 
 __all__ = ["FileTooLargeError", "LockTimeout", "UnsafeFileError", "atomic_write_text", "file_lock",
-           "open_new", "private_dir", "read_capped"]
+           "open_new", "private_dir", "read_capped", "write_new"]

@@ -1,7 +1,9 @@
 """Where responses go: rsp*.dcm files, CSV, DICOM JSON / JSONL, findscu-style log lines.
 
-Every writer takes one response at a time and flushes as it goes, so a
-killed process loses at most the response in flight.
+Every writer takes one response at a time and flushes whenever no further
+response is waiting (``Pending.more``), so a killed process loses at most the
+responses of one read from the network, and a reader at the other end of a pipe
+sees each row as soon as the network pauses.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from io import BytesIO
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import data_element_generator
-from pydicom.values import convert_value
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, generate_uid
@@ -31,6 +28,7 @@ from pynetdicom.dsutils import pretty_dataset
 
 from findtui import __version__
 from findtui.engine import files
+from findtui.engine.elements import json_dict, pretty_lines, read_elements
 from findtui.engine.keys import (
     KeyPathError,
     column_paths,
@@ -76,6 +74,8 @@ class ResponseFileWriter:
         self.sop_class_uid = sop_class_uid
         self.overwrite = overwrite
         self.written: list[Path] = []
+        self._folder = str(self.directory)
+        self._uid_root: str | None = None
         self._templates: dict[tuple[str, int], tuple[bytes, bytes]] = {}
 
     def check(self) -> None:
@@ -98,13 +98,16 @@ class ResponseFileWriter:
                     f"({existing[0]}…); allow overwriting to replace them or choose another "
                     "folder", ("overwrite", "output_directory"))
 
-    def _meta(self, transfer_syntax: UID) -> bytes:
-        """Preamble, DICM and file meta with a fresh MediaStorageSOPInstanceUID.
+    def _meta(self, transfer_syntax: UID, index: int) -> bytes:
+        """Preamble, DICM and file meta; MediaStorageSOPInstanceUID is this run's UID root
+        (one UUID-derived 2.25 UID) with the response number appended.
 
         pydicom encodes one template per transfer syntax and UID length; each file
         then swaps in its own UID (encoding a FileMetaDataset per file cost 60% of -w).
         """
-        uid = generate_uid()
+        if self._uid_root is None:
+            self._uid_root = generate_uid(prefix=None)  # 2.25.<UUID>: room for the number
+        uid = f"{self._uid_root}.{index}"
         new = uid.encode() + b"\0" * (len(uid) & 1)
         key = (transfer_syntax, len(new))
         template = self._templates.get(key)
@@ -126,29 +129,20 @@ class ResponseFileWriter:
         return encoded
 
     def write(self, response: Pending) -> Path:
-        path = self.directory / rsp_name(response.index)
+        name = os.path.join(self._folder, rsp_name(response.index))
         try:
-            fp = files.open_new(path, self.overwrite, text=False)
+            files.write_new(name, (self._meta(response.transfer_syntax, response.index),
+                                   response.raw), self.overwrite)
         except FileExistsError:
-            raise OutputError(f"{str(path)!r} already exists; not overwritten",
+            raise OutputError(f"{name!r} already exists; not overwritten",
                               ("overwrite",)) from None
         except files.UnsafeFileError as exc:
-            raise OutputError(f"{str(path)!r} {exc.strerror} (results are written only inside "
+            raise OutputError(f"{name!r} {exc.strerror} (results are written only inside "
                               "the output folder): remove it or choose another folder",
                               ("output_directory",)) from None
-        except OSError as exc:
-            raise OutputError(_write_problem(path, exc), ("output_directory",)) from None
-        try:
-            with fp:
-                fp.write(self._meta(response.transfer_syntax))
-                fp.write(response.raw)
-        except OSError as exc:
-            # Don't leave a truncated file behind that looks like a response.
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            raise OutputError(_write_problem(path, exc), ("output_directory",)) from None
+        except OSError as exc:  # (a partial file is removed by write_new)
+            raise OutputError(_write_problem(name, exc), ("output_directory",)) from None
+        path = Path(name)
         self.written.append(path)
         return path
 
@@ -249,10 +243,11 @@ class _StreamWriter:
             raise OutputError(_write_problem(_stream_name(self.stream), exc).replace(
                 "another folder", "another file or folder")) from None
 
-    def _put(self, text: str) -> None:
+    def _put(self, text: str, flush: bool = True) -> None:
         with self._errors():
             self.stream.write(text)
-            self.stream.flush()
+            if flush:
+                self.stream.flush()
 
 
 class CsvWriter(_StreamWriter):
@@ -272,17 +267,18 @@ class CsvWriter(_StreamWriter):
         self._fast = all(t is not None for t in self._tags)
         self._row([visible(c) for c in self.columns])
 
-    def _row(self, cells: list[str]) -> None:
+    def _row(self, cells: list[str], flush: bool = True) -> None:
         with self._errors():
             self._csv.writerow(cells)
-            self.stream.flush()
+            if flush:
+                self.stream.flush()
 
     def write(self, response: Pending) -> None:
         cells = _raw_cells(response, self._tags) if self._fast else None
         if cells is None:  # nested columns, or anything unusual: the whole Dataset way
             ds = response.identifier
             cells = [value_at(ds, c) for c in self.columns]
-        self._row([visible(c) for c in cells])
+        self._row([visible(c) for c in cells], flush=not response.more)
 
     def close(self) -> None:
         self._put("")
@@ -296,43 +292,23 @@ def _top_level_tag(column: str) -> int | None:
     return int(steps[0][0]) if len(steps) == 1 and steps[0][1] is None else None
 
 
-_RAW_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH",
-                           "ST", "TM", "UC", "UI", "UR", "UT"})
-
-
 def _raw_cells(response: Pending, tags: list[int]) -> list[str] | None:
-    """The display text of top-level elements ``tags``, read from the raw identifier with
-    pydicom's element generator and converters; None when the Dataset way is needed (a
-    value that is not text, a sequence, anything that does not read)."""
-    ts = response.transfer_syntax
-    if ts.is_deflated:
+    """The display text of top-level elements ``tags``, read without a Dataset
+    (:mod:`findtui.engine.elements`); None when the Dataset way is needed."""
+    elements = read_elements(response.raw, response.transfer_syntax)
+    if elements is None:
         return None
-    wanted = set(tags)
-    found: dict[int, object] = {}
-    encodings = None
-    try:
-        for raw in data_element_generator(BytesIO(response.raw), ts.is_implicit_VR,
-                                          ts.is_little_endian, defer_size=None):
-            tag = int(raw.tag)  # BaseTag compares in Python; an int in C
-            if tag == 0x00080005:
-                values = convert_value("CS", raw)
-                values = [values] if isinstance(values, str) else list(values or [])
-                encodings = convert_encodings(values)
-            if tag in wanted:
-                vr = raw.VR or dictionary_VR(tag)
-                if vr not in _RAW_TEXT_VRS:
-                    return None
-                found[tag] = (vr, raw)
-        cells = []
-        for tag in tags:
-            if tag not in found:
-                cells.append("")
-                continue
-            vr, raw = found[tag]
-            cells.append(value_text(vr, convert_value(vr, raw, encodings)))
-        return cells
-    except Exception:  # noqa: BLE001 - the Dataset way says precisely what is wrong
-        return None
+    by_tag = {e.tag: e for e in elements}
+    cells = []
+    for tag in tags:
+        e = by_tag.get(tag)
+        if e is None:
+            cells.append("")
+        elif e.items is not None:
+            cells.append("\\".join(e.items))
+        else:
+            cells.append(value_text(e.VR, e.value))
+    return cells
 
 
 class JsonWriter(_StreamWriter):
@@ -352,7 +328,11 @@ class JsonWriter(_StreamWriter):
 
     def write(self, response: Pending) -> None:
         try:
-            data = response.identifier.to_json_dict()
+            elements = read_elements(response.raw, response.transfer_syntax)
+            if elements is not None:
+                data = json_dict(elements)
+            else:
+                data = response.identifier.to_json_dict()
             text = json_safe(json.dumps(data, ensure_ascii=False))
         except IdentifierDecodeError:
             raise
@@ -361,10 +341,11 @@ class JsonWriter(_StreamWriter):
             raise IdentifierDecodeError(
                 f"response {response.index}: identifier cannot be written as DICOM JSON "
                 f"({detail})") from None
+        flush = not response.more
         if self.lines:
-            self._put(text + "\n")
+            self._put(text + "\n", flush)
         else:
-            self._put(("\n" if self.count == 0 else ",\n") + text)
+            self._put(("\n" if self.count == 0 else ",\n") + text, flush)
         self.count += 1
 
     def close(self) -> None:
@@ -396,7 +377,14 @@ def pending_lines(response: Pending, with_identifier: bool = True) -> Iterator[s
     flag = " (Pending - optional keys not supported)" if response.status == 0xFF01 else " (Pending)"
     yield f"Find SCP Response: {response.index} - 0x{response.status:04X}{flag}"
     if with_identifier:
-        yield from identifier_lines(response.identifier, "Response Identifier")
+        elements = read_elements(response.raw, response.transfer_syntax)
+        if elements is None:
+            yield from identifier_lines(response.identifier, "Response Identifier")
+        else:
+            yield ""
+            yield "# Response Identifier"
+            yield from pretty_lines(elements)
+            yield ""
 
 
 def final_lines(final: Final) -> Iterator[str]:

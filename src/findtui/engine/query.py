@@ -110,6 +110,8 @@ class Pending:
     status: int
     raw: bytes
     transfer_syntax: UID
+    # more responses have arrived already: a writer may leave its flush to the last of them
+    more: bool = field(default=False, compare=False)
     _decoded: Dataset | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -997,8 +999,8 @@ class FindQuery:
                     self.pending_count = pending
                     ident = rsp.Identifier
                     raw = ident.getvalue() if ident is not None else b""
-                    yield Pending(index=pending, status=status, raw=raw,
-                                  transfer_syntax=ts)
+                    yield Pending(index=pending, status=status, raw=raw, transfer_syntax=ts,
+                                  more=reader is not None and bool(reader.ready))
                     continue
                 finished = True
                 yield self._final(rsp, ts)
