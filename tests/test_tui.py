@@ -736,7 +736,7 @@ def test_rows_are_terminal_safe_and_pn_readable():
     from pydicom.filewriter import write_dataset
     from pydicom.uid import ImplicitVRLittleEndian
 
-    from findtui.engine.keys import value_at as engine_value_at
+    from findtui.engine.output import top_level_tags
     from findtui.screens.query_logic import build_row, cell_formatters
 
     ds = Dataset()
@@ -749,12 +749,13 @@ def test_rows_are_terminal_safe_and_pn_readable():
     response = Pending(index=1, status=0xFF00, raw=buf.getvalue(),
                        transfer_syntax=ImplicitVRLittleEndian)
     columns = ["PatientName", "StudyDescription"]
-    row = build_row(response, columns, cell_formatters(columns), engine_value_at)
-    assert row == ("Evil␛[2J, [red]Mallory", "right<U+202E>left")
+    for tags in (None, top_level_tags(columns)):  # the Dataset way and the fast way
+        row = build_row(response, columns, cell_formatters(columns), tags)
+        assert row == ("Evil␛[2J, [red]Mallory", "right<U+202E>left")
     # An identifier that cannot be decoded becomes a row saying so.
     broken = Pending(index=2, status=0xFF00, raw=b"\x28\x00\x10\x00\x03\x00\x00\x00abc",
                      transfer_syntax=ImplicitVRLittleEndian)
-    row = build_row(broken, columns, cell_formatters(columns), engine_value_at)
+    row = build_row(broken, columns, cell_formatters(columns), top_level_tags(columns))
     assert "could not be decoded" in row[0] and row[1] == ""
 
 

@@ -21,6 +21,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.filereader import data_element_generator
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import TEXT_VR_DELIMS, validate_value
 from pydicom.values import converters
@@ -33,14 +34,14 @@ _PLAIN = {"AE": "strip", "AS": "multi", "CS": "multi", "DA": "multi", "DT": "mul
 _MULTI_TEXT = frozenset({"LO", "SH", "UC"})
 _SINGLE_TEXT = frozenset({"LT", "ST", "UT"})
 _DATETIME = frozenset({"DA", "DT", "TM"})
-_DEFAULT_ENCODINGS = ["iso8859"]
+_DEFAULT_ENCODINGS = ("iso8859",)
 _TAG_CHARSET = 0x00080005
 
 
 class Element:
     """One top-level element: its tag, VR and value as pydicom would give it."""
 
-    __slots__ = ("tag", "VR", "items", "_element")
+    __slots__ = ("tag", "VR", "items", "_element", "_json", "_pretty")
 
     def __init__(self, tag: int, vr: str, items: list[str] | None,
                  element: DataElement | None = None) -> None:
@@ -50,6 +51,8 @@ class Element:
         # MultiValue of them); None for the others, converted by pydicom
         self.items = items
         self._element = element
+        self._json: dict[str, Any] | None = None  # made once (elements are cached)
+        self._pretty: str | None = None
 
     @property
     def value(self) -> Any:
@@ -68,6 +71,35 @@ class Element:
     def element(self) -> DataElement | None:
         """pydicom's DataElement, for the elements read by pydicom's converter."""
         return self._element
+
+    def json(self) -> dict[str, Any]:
+        """The element in the DICOM JSON model, as pydicom's ``to_json_dict`` makes it."""
+        if self._json is None:
+            texts = self.texts()
+            if texts is None:
+                self._json = self._element.to_json_dict(None, 1024)
+            elif texts:
+                self._json = {"vr": self.VR, "Value": list(texts)}
+            else:
+                self._json = {"vr": self.VR}
+        return self._json
+
+    def pretty(self) -> str:
+        """The element as pynetdicom's ``pretty_element`` shows it (findscu's -v log)."""
+        if self._pretty is None:
+            items = self.items
+            if items is None:
+                self._pretty = pretty_element(self._element)
+            else:
+                if len(items) == 1:
+                    value = f"[{items[0]}]" if items[0] else "(no value available)"
+                    vm = 1 if items[0] else 0
+                else:
+                    value, vm = "[" + "\\".join(items) + "]", len(items)
+                tag = self.tag
+                self._pretty = (f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {self.VR} "
+                                f"{value: <40} # {vm} {_keyword(tag)}")
+        return self._pretty
 
     def texts(self) -> list[str] | None:
         """The items as text when this is a plain text element, else None."""
@@ -121,7 +153,7 @@ def read_elements(raw: bytes, transfer_syntax: UID) -> list[Element] | None:
         charset = raws.get(_TAG_CHARSET)
         encodings = _DEFAULT_ENCODINGS
         if charset is not None:  # as pydicom's read_dataset reads it
-            encodings = convert_encodings(convert_raw_data_element(charset).value)
+            encodings = _encodings(charset.VR, charset.value, little)
         datetimes = config.datetime_conversion
         out: list[Element] = []
         for tag, elem in raws.items():
@@ -134,39 +166,64 @@ def read_elements(raw: bytes, transfer_syntax: UID) -> list[Element] | None:
                     return None
             if vr not in converters or vr in ("SQ", "UN") or " or " in vr:
                 return None
-            value = elem.value or b""
-            items: list[str] | None = None
-            if vr in _PLAIN and not (datetimes and vr in _DATETIME):
-                items = _plain_items(vr, value) if value else [""]
-            elif vr in _MULTI_TEXT or vr in _SINGLE_TEXT:
-                items = _text_items(vr, value, encodings) if value else [""]
-            if items is None:  # pydicom converts it (and raises now if it cannot)
-                out.append(Element(tag, vr, None, convert_raw_data_element(
-                    elem, encoding=encodings)))
-            else:
-                out.append(Element(tag, vr, items))
+            if elem.length > _CACHED_LENGTH:
+                out.append(_element(elem, vr, encodings, datetimes))
+                continue
+            key = (tag, elem.VR, elem.value, little, vr, encodings, datetimes)
+            element = _CACHE.get(key)
+            if element is None:
+                element = _element(elem, vr, encodings, datetimes)
+                if len(_CACHE) >= _CACHE_SIZE:
+                    _CACHE.clear()
+                _CACHE[key] = element
+            out.append(element)
         return out
     except Exception:  # noqa: BLE001 - the Dataset way says precisely what is wrong
         return None
 
 
+# The same element bytes come back in response after response (the level, the character
+# set, a modality, a description, a patient's name...): each is converted once. Values
+# are read-only once made; Python's warnings filter shows a warning about a value once
+# anyway.
+_CACHED_LENGTH = 256
+_CACHE_SIZE = 8192
+_CACHE: dict[tuple, Element] = {}
+
+
+def _element(elem: RawDataElement, vr: str, encodings: tuple[str, ...],
+             datetimes: bool) -> Element:
+    tag = int(elem.tag)
+    value = elem.value or b""
+    items: list[str] | None = None
+    if vr in _PLAIN and not (datetimes and vr in _DATETIME):
+        items = _plain_items(vr, value) if value else [""]
+    elif vr in _MULTI_TEXT or vr in _SINGLE_TEXT:
+        items = _text_items(vr, value, list(encodings)) if value else [""]
+    if items is None:  # pydicom converts it (and raises now if it cannot)
+        return Element(tag, vr, None, convert_raw_data_element(elem, encoding=list(encodings)))
+    return Element(tag, vr, items)
+
+
+@functools.lru_cache(maxsize=256)
+def _encodings(vr: str | None, value: bytes, little: bool) -> tuple[str, ...]:
+    charset = RawDataElement(BaseTag(_TAG_CHARSET), vr, len(value), value, 0, vr is None, little)
+    return tuple(convert_encodings(convert_raw_data_element(charset).value))
+
+
 def pretty_lines(elements: list[Element]) -> list[str]:
     """pynetdicom's ``pretty_dataset`` lines (findscu's -v log) for these elements."""
-    out = []
-    for e in sorted(elements, key=lambda e: e.tag):
-        items = e.items
-        if items is None:
-            out.append(pretty_element(e.element()))
-            continue
-        if len(items) == 1:
-            value = f"[{items[0]}]" if items[0] else "(no value available)"
-            vm = 1 if items[0] else 0
-        else:
-            value, vm = "[" + "\\".join(items) + "]", len(items)
-        tag = e.tag
-        out.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {e.VR} {value: <40} # {vm} "
-                   f"{_keyword(tag)}")
-    return out
+    return [e.pretty() for e in sorted(elements, key=_by_tag)]
+
+
+def _by_tag(e: Element) -> int:
+    return e.tag
+
+
+def json_dict(elements: list[Element]) -> dict[str, Any]:
+    """pydicom's ``Dataset.to_json_dict()`` (the DICOM JSON model) for these elements.
+    (Its values are shared with other calls: serialise it, do not change it.)"""
+    return {f"{e.tag:08X}": e.json() for e in elements}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -182,16 +239,3 @@ def _keyword(tag: int) -> str:
     """DataElement.keyword: the dictionary's keyword, '' for private and unknown tags."""
     return dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
 
-
-def json_dict(elements: list[Element]) -> dict[str, Any]:
-    """pydicom's ``Dataset.to_json_dict()`` (the DICOM JSON model) for these elements."""
-    out: dict[str, Any] = {}
-    for e in elements:
-        texts = e.texts()
-        if texts is None:
-            out[f"{e.tag:08X}"] = e.element().to_json_dict(None, 1024)
-        elif texts:
-            out[f"{e.tag:08X}"] = {"vr": e.VR, "Value": list(texts)}
-        else:
-            out[f"{e.tag:08X}"] = {"vr": e.VR}
-    return out

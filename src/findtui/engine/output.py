@@ -261,10 +261,7 @@ class CsvWriter(_StreamWriter):
         self.stream = stream
         self.columns = list(columns)
         self._csv = csv.writer(stream, lineterminator="\n")
-        # Top-level columns are read straight from the identifier's raw elements (pydicom's
-        # element reader and value converters, without building a Dataset: 2x faster).
-        self._tags = [_top_level_tag(c) for c in self.columns]
-        self._fast = all(t is not None for t in self._tags)
+        self._tags = top_level_tags(self.columns)
         self._row([visible(c) for c in self.columns])
 
     def _row(self, cells: list[str], flush: bool = True) -> None:
@@ -274,10 +271,7 @@ class CsvWriter(_StreamWriter):
                 self.stream.flush()
 
     def write(self, response: Pending) -> None:
-        cells = _raw_cells(response, self._tags) if self._fast else None
-        if cells is None:  # nested columns, or anything unusual: the whole Dataset way
-            ds = response.identifier
-            cells = [value_at(ds, c) for c in self.columns]
+        cells = row_cells(response, self.columns, self._tags)
         self._row([visible(c) for c in cells], flush=not response.more)
 
     def close(self) -> None:
@@ -292,15 +286,27 @@ def _top_level_tag(column: str) -> int | None:
     return int(steps[0][0]) if len(steps) == 1 and steps[0][1] is None else None
 
 
-def _raw_cells(response: Pending, tags: list[int]) -> list[str] | None:
-    """The display text of top-level elements ``tags``, read without a Dataset
-    (:mod:`findtui.engine.elements`); None when the Dataset way is needed."""
-    elements = read_elements(response.raw, response.transfer_syntax)
+def top_level_tags(columns: Sequence[str]) -> list[int] | None:
+    """The tags of ``columns`` when all are top-level elements (what :func:`row_cells`
+    reads without a Dataset), else None."""
+    tags = [_top_level_tag(c) for c in columns]
+    return None if None in tags else tags  # type: ignore[return-value]
+
+
+def row_cells(response: Pending, columns: Sequence[str],
+              tags: list[int] | None = None) -> list[str]:
+    """Each column's display text (:func:`findtui.engine.keys.value_at`), as CSV and the
+    TUI's table show it, not yet made visible. Top-level columns (``tags``, from
+    :func:`top_level_tags`) are read without a Dataset (:mod:`findtui.engine.elements`);
+    nested ones, or an identifier that needs it, the Dataset way, which raises
+    IdentifierDecodeError for one that cannot be decoded."""
+    elements = read_elements(response.raw, response.transfer_syntax) if tags else None
     if elements is None:
-        return None
+        ds = response.identifier
+        return [value_at(ds, c) for c in columns]
     by_tag = {e.tag: e for e in elements}
     cells = []
-    for tag in tags:
+    for tag in tags:  # type: ignore[union-attr]
         e = by_tag.get(tag)
         if e is None:
             cells.append("")

@@ -23,7 +23,7 @@ from textual.widgets import Button, Footer, Input, Label, Log, Static, TabbedCon
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from findtui.engine import output
-from findtui.engine.keys import KeyPathError, dataset_to_keys, value_at
+from findtui.engine.keys import KeyPathError, dataset_to_keys
 from findtui.engine.models import ExtendedNegotiationError, QueryModel
 from findtui.engine.network import Network
 from findtui.engine.query import (
@@ -502,6 +502,7 @@ class QueryScreen(Screen):
         """The C-FIND, on its own thread: responses go out in batches (RowsReceived)."""
         request = query.request
         formatters = cell_formatters(columns)
+        tags = output.top_level_tags(columns)
         post = self.post_message
 
         def send(rows, responses, lines, first):
@@ -514,7 +515,7 @@ class QueryScreen(Screen):
             for event in query.events():
                 summary.feed(event)
                 if isinstance(event, Pending):
-                    row = build_row(event, columns, formatters, value_at)
+                    row = build_row(event, columns, formatters, tags)
                     line = next(output.pending_lines(event, with_identifier=False))
                     batcher.add(row, compact(event), "I: " + line)
                 elif isinstance(event, Associated):

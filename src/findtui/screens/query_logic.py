@@ -165,12 +165,15 @@ class ResponseStore(Sequence[Pending]):
 
 
 def build_row(response: Pending, columns: Sequence[str],
-              formatters: Sequence[Callable[[str], str]], value_at) -> tuple[str, ...]:
+              formatters: Sequence[Callable[[str], str]],
+              tags: list[int] | None = None) -> tuple[str, ...]:
+    """The table's cells of a response (``tags``: :func:`output.top_level_tags` of the
+    columns, computed once a query; then no Dataset is built for the row)."""
     try:
-        ds = response.identifier
+        cells = output.row_cells(response, columns, tags)
     except IdentifierDecodeError as exc:
         return (visible(str(exc)),) + ("",) * (len(columns) - 1)
-    return tuple(fmt(value_at(ds, path)) for fmt, path in zip(formatters, columns))
+    return tuple(fmt(cell) for fmt, cell in zip(formatters, cells))
 
 
 class RowBatcher:
