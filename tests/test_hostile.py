@@ -182,6 +182,14 @@ def test_safe_formatter():
     assert loud.startswith("E: failed\nTraceback") and "boom ␛[2J" in loud and ESC not in loud
 
 
+def test_printable_text_is_always_safe():
+    """visible() and the log take str.isprintable() as a fast 'nothing to escape': that
+    holds only while every character the escapes cover is non-printable."""
+    from findtui.engine.sanitize import _unsafe_search
+    assert [hex(c) for c in range(0x110000)
+            if chr(c).isprintable() and _unsafe_search(chr(c))] == []
+
+
 def test_safe_formatter_log_lines_are_each_a_safe_line():
     """A response's log lines go as one record (LogLines): each is prefixed and made
     visible on its own, as if logged one by one, whatever the inner format."""

@@ -49,8 +49,8 @@ def visible(text: str) -> str:
     characters, line/paragraph separators and lone surrogates become ``<U+XXXX>``.
     Everything else, including wide characters and ``[markup]``, is unchanged.
     """
-    if _unsafe_search(text) is None:
-        return text
+    if text.isprintable() or _unsafe_search(text) is None:  # (printable: a fast C test
+        return text                                          # that implies safe)
     return _unsafe_sub(_escape, text)
 
 
@@ -123,18 +123,24 @@ class SafeFormatter(logging.Formatter):
 
 
     def _format_lines(self, record: logging.LogRecord) -> str:
-        line_record = logging.makeLogRecord(record.__dict__)  # the record is shared
-        line_record.exc_info = line_record.exc_text = line_record.stack_info = None
+        lines = record.msg
         inner = self.inner
         style = getattr(inner, "_style", None)
         if type(style) is logging.PercentStyle and style._fmt.endswith("%(message)s") \
                 and not inner.usesTime():
-            line_record.msg = ""  # the prefix once ("I: "), then each line after it
-            prefix = self.format(line_record)
-            if "\n" not in prefix:
-                return "\n".join(prefix + visible(line) for line in record.msg)
+            try:  # the prefix ("I: ") once, from the record's own fields, then each line
+                prefix = visible(style._fmt[:-len("%(message)s")] % record.__dict__)
+            except (KeyError, TypeError, ValueError):
+                pass
+            else:
+                joined = " ".join(lines)
+                if joined.isprintable() or _unsafe_search(joined) is None:  # the common case
+                    return prefix + ("\n" + prefix).join(lines)
+                return "\n".join(prefix + visible(line) for line in lines)
+        line_record = logging.makeLogRecord(record.__dict__)  # the record is shared
+        line_record.exc_info = line_record.exc_text = line_record.stack_info = None
         out = []
-        for line in record.msg:
+        for line in lines:
             line_record.msg = line
             out.append(self.format(line_record))
         return "\n".join(out)
