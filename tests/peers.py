@@ -1096,13 +1096,17 @@ def orthanc_with_bulk_studies(
 # ---- DCMTK dcmqrscp --------------------------------------------------------
 
 
-def _dcmqrscp_config(port: int, ae_title: str, storage: Path, max_studies: int) -> str:
+def _dcmqrscp_config(port: int, ae_title: str, storage: Path, max_studies: int,
+                     hosts: dict[str, tuple[str, int]] | None = None) -> str:
+    host_lines = "".join(f"{name.lower()} = ({name}, {host}, {p})\n"
+                         for name, (host, p) in (hosts or {}).items())
     return (
         f"NetworkTCPPort  = {port}\n"
         "MaxPDUSize      = 16384\n"
         "MaxAssociations = 16\n"
         "\n"
         "HostTable BEGIN\n"
+        f"{host_lines}"
         "HostTable END\n"
         "\n"
         "VendorTable BEGIN\n"
@@ -1134,8 +1138,10 @@ def dcmqrscp(
     datasets: Iterable[Dataset] | None = None,
     ae_title: str = "QRSCP",
     extra_args: Sequence[str] = (),
+    move_destinations: dict[str, tuple[str, int]] | None = None,
 ) -> Iterator[Peer]:
-    """Run DCMTK's dcmqrscp (Patient Root, Study Root, Patient/Study Only FIND).
+    """Run DCMTK's dcmqrscp (Patient Root, Study Root, Patient/Study Only FIND, and
+    GET/MOVE: ``move_destinations`` = {AE title: (host, port)} it may C-MOVE to).
 
     ``transfer_syntax=None``: it accepts Explicit LE/BE and Implicit LE (DCMTK's
     default, explicit local byte order preferred). ``transfer_syntax=IMPLICIT_VR_LE``:
@@ -1166,7 +1172,8 @@ def dcmqrscp(
         max_studies = max(200, n_studies + 100)
 
         def make_cmd(port: int) -> list[str]:
-            cfg.write_text(_dcmqrscp_config(port, ae_title, storage, max_studies))
+            cfg.write_text(_dcmqrscp_config(port, ae_title, storage, max_studies,
+                                            move_destinations))
             cmd = [binary, "-c", str(cfg), "-dhl"]
             if transfer_syntax == IMPLICIT_VR_LE:
                 cmd.append("+xi")

@@ -90,6 +90,12 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         LOG.error(hinted(str(exc), exc.settings))
         return ExitCode.OUTPUT
 
+    collector = None
+    if spec.retrieve is not None:
+        from findtui.cli.retrieve import ItemCollector, prepare_identifier
+
+        prepare_identifier(spec)
+        collector = ItemCollector(spec)
     query = FindQuery(request)
     interrupts = 0
 
@@ -109,6 +115,8 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         for event in query.events():
             summary.feed(event)
             if isinstance(event, Pending):
+                if collector is not None:
+                    collector.add(event)
                 if summary.output_error is None:
                     try:
                         if rsp_writer:
@@ -163,7 +171,13 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         LOG.warning(f"{len(stale)} older response file(s) ({stale[0]}…{stale[-1]}) of an earlier "
                     f"run are still in {str(Path(spec.output_directory))!r}: they are not "
                     "results of this query")
-    return exit_code(summary)
+    code = exit_code(summary)
+    if collector is not None and summary.outcome in (Outcome.SUCCESS, Outcome.WARNING):
+        from findtui.cli.retrieve import run_retrieve
+
+        signal.signal(signal.SIGINT, old_handler)
+        code = max(code, run_retrieve(spec, collector.items))
+    return code
 
 
 def record_history(spec: RunSpec, summary: RunSummary) -> None:

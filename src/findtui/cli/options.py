@@ -85,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
                           "or history = false in the profiles file's [defaults])")
     out.add_argument("--demo", action="store_true",
                      help="start the embedded demo SCP and open the terminal UI on it")
+
+    ret = p.add_argument_group("Retrieve Options (with --batch: fetch what the query found)")
+    ret.add_argument("--retrieve", choices=["get", "move"],
+                     help="after the query, retrieve every match at the query's level by "
+                          "C-GET or C-MOVE into -od DIR")
+    ret.add_argument("--move-dest", metavar="AET",
+                     help="C-MOVE destination (default: our -aet, received by our own Storage "
+                          "SCP; another AE: the PACS sends there and nothing is written here)")
+    ret.add_argument("--store-port", metavar="PORT", type=int,
+                     help="port of our Storage SCP for C-MOVE, listening only while the "
+                          "retrieve runs (default 11113)")
+    ret.add_argument("--store-host", metavar="HOST",
+                     help="address our Storage SCP listens on (default: all interfaces, since "
+                          "the PACS must reach it)")
+    ret.add_argument("--layout", metavar="TEMPLATE",
+                     help="file path of each instance under -od, with {PatientID}, "
+                          "{StudyInstanceUID}, {SeriesInstanceUID}, {SOPInstanceUID}, "
+                          "{Modality}, {StudyDate}, ... (default "
+                          "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
+                          "{SOPInstanceUID}.dcm)")
     return p
 
 

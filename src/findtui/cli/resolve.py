@@ -40,6 +40,21 @@ class RunSpec:
     query_profile: str | None = None
     demo: bool = False  # the embedded demo SCP (a history re-run starts one)
     no_history: bool = False  # --no-history
+    retrieve: RetrieveSpec | None = None  # --retrieve: fetch the matches afterwards
+
+
+DEFAULT_STORE_PORT = 11113
+
+
+@dataclass(frozen=True)
+class RetrieveSpec:
+    """--retrieve and its options, checked."""
+
+    method: str  # get or move
+    layout: str
+    move_destination: str | None = None
+    store_port: int = DEFAULT_STORE_PORT
+    store_host: str = ""
 
 
 def resolve_options(args: argparse.Namespace) -> None:
@@ -167,6 +182,39 @@ def check_batch_options(args: argparse.Namespace) -> None:
         raise UsageError("--cancel takes a number of responses (0 or more)")
     if args.max_identifier_size is not None and args.max_identifier_size < 1024:
         raise UsageError("--max-identifier-size takes a number of bytes, 1024 or more")
+    retrieve_spec(args)  # raises UsageError
+
+
+def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
+    """The retrieve options, checked (raises UsageError); None without --retrieve."""
+    given = [flag for flag, value in (("--move-dest", args.move_dest),
+                                      ("--store-port", args.store_port),
+                                      ("--store-host", args.store_host),
+                                      ("--layout", args.layout)) if value is not None]
+    if args.retrieve is None:
+        if given:
+            raise UsageError(f"{given[0]} needs --retrieve get|move")
+        return None
+    if args.model == "W":
+        raise UsageError("--retrieve needs a query/retrieve model (-P, -S or -O); worklist "
+                         "items cannot be retrieved")
+    if args.retrieve == "get" and (args.move_dest or args.store_port is not None
+                                   or args.store_host):
+        raise UsageError("--move-dest, --store-port and --store-host are for --retrieve move")
+    if args.store_port is not None and not 1 <= args.store_port <= 65535:
+        raise UsageError(f"--store-port takes a TCP port (1-65535), not {args.store_port}")
+    if args.move_dest is not None and not (0 < len(args.move_dest.strip()) <= 16):
+        raise UsageError("--move-dest takes an AE title of 1 to 16 characters")
+    from findtui.engine.retrieve import DEFAULT_LAYOUT, Layout, RetrieveError
+
+    layout = args.layout or DEFAULT_LAYOUT
+    try:
+        Layout(layout)
+    except RetrieveError as exc:
+        raise UsageError(str(exc)) from None
+    return RetrieveSpec(args.retrieve, layout, args.move_dest.strip() if args.move_dest else None,
+                        DEFAULT_STORE_PORT if args.store_port is None else args.store_port,
+                        args.store_host or "")
 
 
 def request_from_args(args: argparse.Namespace, identifier):
@@ -194,7 +242,7 @@ def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
         output_format=args.output_format, output=args.output, write=args.write,
         output_directory=args.output_directory, overwrite=args.overwrite,
         node_profile=args.node_profile, query_profile=args.query_profile,
-        no_history=args.no_history)
+        no_history=args.no_history, retrieve=retrieve_spec(args))
 
 
 def hinted(message: str, settings) -> str:

@@ -21,7 +21,7 @@ import struct
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 from io import BytesIO
@@ -270,7 +270,8 @@ def _pynetdicom_errors() -> Iterator[_PynetdicomErrors]:
                 _capture_saved.clear()
 
 
-def _make_ae(request: FindRequest, abstract_syntaxes: list[UID]) -> AE:
+def _make_ae(request: FindRequest, abstract_syntaxes: list[UID],
+             extra_contexts: Sequence[tuple[str, list[str]]] = ()) -> AE:
     net = request.network
     ae = AE(ae_title=net.calling_aet)
     ae.acse_timeout = net.acse_timeout
@@ -279,6 +280,8 @@ def _make_ae(request: FindRequest, abstract_syntaxes: list[UID]) -> AE:
     ae.connection_timeout = net.network_timeout
     for uid in abstract_syntaxes:
         ae.add_requested_context(uid, list(request.transfer_syntaxes))
+    for uid, syntaxes in extra_contexts:  # e.g. the storage classes of a C-GET
+        ae.add_requested_context(uid, list(syntaxes))
     return ae
 
 
@@ -443,13 +446,14 @@ _LOG_HANDLERS = (
 )
 
 
-def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None):
+def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None, *,
+               extra_contexts: Sequence[tuple[str, list[str]]] = (), evt_handlers=None):
     """Associate; returns (assoc, None) or (None, AssociationFailed)."""
     net = request.network
     unresolved = _check_resolvable(net)
     if unresolved:
         return None, unresolved
-    ae = _make_ae(request, abstract_syntaxes)
+    ae = _make_ae(request, abstract_syntaxes, extra_contexts)
     tls_args = None
     if net.tls is not None:
         for setting, path in (("tls.ca_file", net.tls.ca_file), ("tls.cert_file", net.tls.cert_file),
@@ -467,7 +471,8 @@ def _associate(request: FindRequest, abstract_syntaxes: list[UID], ext_neg=None)
                                            ("tls.ca_file", "tls.cert_file", "tls.key_file"))
     with _pynetdicom_errors() as errors:
         assoc = ae.associate(net.address, net.port, ae_title=net.called_aet,
-                             max_pdu=net.max_pdu, ext_neg=ext_neg or None, tls_args=tls_args)
+                             max_pdu=net.max_pdu, ext_neg=ext_neg or None, tls_args=tls_args,
+                             evt_handlers=evt_handlers)
     if not assoc.is_established:
         threads = {threading.get_ident(), getattr(assoc.dul, "ident", None),
                    getattr(assoc, "ident", None)}

@@ -88,6 +88,16 @@ SETTINGS: dict[str, Setting] = {
                                     "the export dialog's folder"),
         "overwrite": Setting("overwrite", ("--overwrite",), "", "", None,
                              "the export dialog's Overwrite"),
+        "retrieve": Setting("retrieve method", ("--retrieve",), "get or move", "", None,
+                            "the node profile's retrieve method"),
+        "move_destination": Setting("move destination", ("--move-dest",), "an AE title", "",
+                                    None, "the node profile's move destination"),
+        "store_port": Setting("store port", ("--store-port",), "a TCP port", "", None,
+                              "the node profile's store port"),
+        "store_host": Setting("store address", ("--store-host",), "an address", "", None,
+                              "the node profile's store address"),
+        "layout": Setting("file layout", ("--layout",), "a path template", "", None,
+                          "the node profile's layout"),
 }
 
 
