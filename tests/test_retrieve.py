@@ -10,6 +10,7 @@ sanitising of hostile values, resume, cancel, the errors a user meets, and a fau
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -224,6 +225,25 @@ def test_ctrl_c_cancels_and_leaves_only_complete_files(orthanc_rt, tmp_path):
     for path in tmp_path.rglob("*.dcm"):
         dcmread(path)  # complete, readable files only
     assert len(list(tmp_path.rglob("*.dcm"))) < len(orthanc_rt.instances)
+
+
+def test_a_full_disk_stops_the_retrieve_and_keeps_only_complete_files(orthanc_rt, tmp_path):
+    """RLIMIT_FSIZE makes every write past 256 bytes fail (EFBIG), as a full disk would."""
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256, 256))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    r = subprocess.run(
+        [sys.executable, "-m", "findtui", "--batch", "--no-history", "-aet", OUR_AET, "-S",
+         "-aec", orthanc_rt.ae_title, orthanc_rt.address, str(orthanc_rt.port), "-k",
+         "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=", "--retrieve", "get", "-od",
+         str(tmp_path)], capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert r.returncode == ExitCode.OUTPUT, r.stderr
+    assert "cannot write into" in r.stderr and "too large" in r.stderr
+    assert "(-od)" in r.stderr
+    assert r.stderr.count("cannot write into") == 1  # said once, then the retrieve stops
+    assert not part_files(tmp_path) and not list(tmp_path.rglob("*.dcm"))
+    assert "Traceback" not in r.stderr
 
 
 # --- the file layout -------------------------------------------------------------

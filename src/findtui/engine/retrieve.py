@@ -513,7 +513,8 @@ class RetrieveJob:
             hint = {errno.ENOSPC: "free some space or choose another folder",
                     errno.EDQUOT: "free some space (quota) or choose another folder",
                     errno.EROFS: "the file system is read-only; choose another folder",
-                    errno.EACCES: "permission denied; choose a folder you can write to"}.get(
+                    errno.EACCES: "permission denied; choose a folder you can write to",
+                    errno.EFBIG: "the file is too large for this file system or limit"}.get(
                         exc.errno, "choose another folder")
             self.output_error = (f"cannot write into {self.writer.directory!r}: "
                                  f"{exc.strerror or exc}; {hint}")
