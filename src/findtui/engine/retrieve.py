@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import socket
 import string
 import tempfile
 import threading
@@ -559,8 +560,9 @@ class RetrieveJob:
                 server_ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
             server_ae.require_called_aet = False
             try:
-                server = server_ae.start_server((req.store_host, req.store_port), block=False,
-                                                evt_handlers=handlers)
+                server = server_ae.start_server(
+                    (req.store_host, req.store_port), block=False,
+                    evt_handlers=[*handlers, (evt.EVT_CONN_OPEN, _no_delay)])
             except OSError as exc:
                 where = f"{req.store_host or '*'}:{req.store_port}"
                 why = ("in use by another program" if exc.errno == errno.EADDRINUSE
@@ -729,6 +731,15 @@ class RetrieveJob:
                         return
                     time.sleep(self.POLL)
                 return
+
+
+def _no_delay(event) -> None:
+    """Each C-STORE-RSP is two small PDUs: without TCP_NODELAY, Nagle's algorithm holds
+    the second for the peer's delayed ACK (~40 ms an instance)."""
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
 
 
 # --- the summary -----------------------------------------------------------------
