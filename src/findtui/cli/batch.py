@@ -27,6 +27,7 @@ EXIT_CODES: dict[Outcome, ExitCode] = {
     Outcome.ABORTED: ExitCode.CANCELLED,
     Outcome.NETWORK: ExitCode.NETWORK,
     Outcome.OUTPUT: ExitCode.OUTPUT,
+    Outcome.INCOMPLETE: ExitCode.INCOMPLETE,
 }
 
 
@@ -103,7 +104,7 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
     old_handler = signal.signal(signal.SIGINT, on_sigint)
     stack.callback(signal.signal, signal.SIGINT, old_handler)
 
-    summary = RunSummary()
+    summary = RunSummary.of(request)
     try:
         for event in query.events():
             summary.feed(event)
@@ -153,6 +154,8 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
             except OSError:
                 pass
     summary.finish()
+    if summary.outcome is Outcome.INCOMPLETE:
+        LOG.warning(incomplete_message(summary))
     record_history(spec, summary)
     if rsp_writer and rsp_writer.written:
         LOG.info(f"Wrote {len(rsp_writer.written)} response file(s) to "
@@ -163,6 +166,13 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                     f"run are still in {str(Path(spec.output_directory))!r}: they are not "
                     "results of this query")
     return exit_code(summary)
+
+
+def incomplete_message(summary: RunSummary) -> str:
+    """The one line that says a run's answer is incomplete, and what to do."""
+    return (f"Incomplete: {summary.received:,} match{'' if summary.received == 1 else 'es'} "
+            f"arrived, but more exist: {summary.incomplete}; re-run with --split auto to "
+            "split the query by date")
 
 
 def record_history(spec: RunSpec, summary: RunSummary) -> None:

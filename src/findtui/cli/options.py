@@ -18,7 +18,8 @@ from findtui.engine.settings import SETTINGS
 
 # The connection's settings that are plain options (TLS has its own group).
 NETWORK_OPTIONS = ("calling_aet", "called_aet", "acse_timeout", "dimse_timeout",
-                   "network_timeout", "max_pdu", "transfer_syntax", "prefer_transfer_syntax")
+                   "network_timeout", "max_pdu", "transfer_syntax", "prefer_transfer_syntax",
+                   "max_results")
 
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
@@ -103,6 +104,9 @@ def _add_network_options(net) -> None:
         if name in ("transfer_syntax", "prefer_transfer_syntax"):
             kwargs["choices"] = list(get_args(TransferSyntaxName))
             help_text = f"{setting.help} ({', '.join(kwargs['choices'])})"
+        elif default is None:  # an optional number, unset by default
+            kwargs["type"] = int
+            help_text = setting.help
         else:
             kwargs["type"] = {int: int, float: float}.get(type(default), str)
             help_text = f"{setting.help} (default: {default:g})" if isinstance(default, float) \

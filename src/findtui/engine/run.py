@@ -17,6 +17,7 @@ from findtui.engine.query import (
     Event,
     Fault,
     Final,
+    FindRequest,
     Pending,
 )
 
@@ -31,6 +32,34 @@ class Outcome(enum.StrEnum):
     NETWORK = "network"  # no association, or the association broke during the query
     ABORTED = "aborted"  # we aborted at once (a second Ctrl-C) or the run ended with no status
     OUTPUT = "output"  # results could not be written, so the query was cancelled
+    INCOMPLETE = "incomplete"  # the peer stopped at a result limit: more matches exist
+
+
+# A failure status whose Error Comment says one of these (any case) refused the query as too
+# broad (dcm4chee style): more matches exist than the SCP will return.
+TOO_BROAD_PHRASES = ("too many", "too broad", "too large", "refine", "exceed", "max number",
+                     "maximum number")
+
+
+def incomplete_reason(final: Final, received: int, max_results: int | None) -> str | None:
+    """Why a final status means more matches exist than arrived, or None.
+
+    Three ways a PACS caps what one C-FIND returns: a Cancel (0xFE00) nobody asked for
+    (Orthanc's LimitFindResults), exactly the node's configured result limit with a
+    success or warning status, a failure whose comment says the query is too broad.
+    """
+    if final.status == 0xFE00 and not final.cancel_requested:
+        return ("the SCP ended the query with Cancel (0xFE00) though no C-CANCEL was sent: "
+                "it stops at a result limit (e.g. Orthanc's LimitFindResults)")
+    if final.category in ("success", "warning") and max_results and received == max_results:
+        return (f"{received:,} is the node's result limit (max results), where the SCP "
+                "stops")
+    if final.category == "failure":
+        comment = (final.error_comment or "").lower()
+        if any(phrase in comment for phrase in TOO_BROAD_PHRASES):
+            return (f"the SCP refused the query as too broad ({final.name}: "
+                    f"{final.error_comment!r})")
+    return None
 
 
 FAILED_TITLES = {
@@ -64,6 +93,13 @@ class RunSummary:
     status_code: int | None = None
     output_error: str | None = None  # results could not be written (the query was cancelled)
     was_interrupted: bool = False  # stopped at once (a second Ctrl-C)
+    max_results: int | None = None  # the node's result limit (Network.max_results)
+    incomplete: str | None = None  # why more matches exist than arrived (Outcome.INCOMPLETE)
+
+    @classmethod
+    def of(cls, request: FindRequest) -> RunSummary:
+        """An empty summary of a run of ``request`` (its node's result limit)."""
+        return cls(max_results=request.network.max_results)
 
     def feed(self, event: Event) -> None:
         if isinstance(event, Pending):
@@ -84,6 +120,10 @@ class RunSummary:
             self.detail = detail
             self.settings = event.settings
             self.outcome = Outcome(event.category)
+            self.incomplete = incomplete_reason(event, self.received, self.max_results)
+            if self.incomplete is not None:
+                self.outcome, self.title = Outcome.INCOMPLETE, "Incomplete"
+                self.detail, self.settings = self.incomplete, ("split",)
         elif isinstance(event, AssociationFailed):
             self.ended_by = event
             self.title = FAILED_TITLES.get(event.kind, "Failed")
@@ -135,12 +175,13 @@ class RunSummary:
         return self.detail
 
 
-def summarize(events) -> RunSummary:
+def summarize(events, max_results: int | None = None) -> RunSummary:
     """Feed every event (e.g. a recorded sequence) and finish."""
-    summary = RunSummary()
+    summary = RunSummary(max_results=max_results)
     for event in events:
         summary.feed(event)
     return summary.finish()
 
 
-__all__ = ["FAILED_TITLES", "FAULT_TITLES", "Outcome", "RunSummary", "summarize"]
+__all__ = ["FAILED_TITLES", "FAULT_TITLES", "TOO_BROAD_PHRASES", "Outcome", "RunSummary",
+           "incomplete_reason", "summarize"]

@@ -509,7 +509,7 @@ class QueryScreen(Screen):
 
         batcher = RowBatcher(send).start()
         batcher.log(["I: Requesting Association"])
-        summary = RunSummary()
+        summary = RunSummary.of(request)
         try:
             for event in query.events():
                 summary.feed(event)
