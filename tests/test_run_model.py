@@ -104,6 +104,9 @@ INCOMPLETE_CASES = [
     ("max_results reached, but the user cancelled",
      [ASSOC, *pendings(3), CancelSent(3), Final(0xFE00, cancel_requested=True)], None,
      Outcome.CANCEL, 5, 3, 3),
+    ("cancel sent, the peer ignored it and ended at max_results",
+     [ASSOC, *pendings(3), CancelSent(2), Final(0x0000, cancel_requested=True)], None,
+     Outcome.SUCCESS, 0, 3, 3),
 ]
 
 

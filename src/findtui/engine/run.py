@@ -48,7 +48,9 @@ def incomplete_reason(final: Final, received: int, max_results: int | None) -> s
     (Orthanc's LimitFindResults), exactly the node's configured result limit with a
     success or warning status, a failure whose comment says the query is too broad.
     """
-    if final.status == 0xFE00 and not final.cancel_requested:
+    if final.cancel_requested:
+        return None  # we stopped it: fewer matches is what was asked for
+    if final.status == 0xFE00:
         return ("the SCP ended the query with Cancel (0xFE00) though no C-CANCEL was sent: "
                 "it stops at a result limit (e.g. Orthanc's LimitFindResults)")
     if final.category in ("success", "warning") and max_results and received == max_results:
