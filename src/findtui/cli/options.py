@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send a C-CANCEL after N responses")
     size = SETTINGS["max_identifier_size"]
     q.add_argument(*size.flags, metavar=size.metavar, type=int, help=size.help)
+    q.add_argument("--split", choices=["auto", "day", "week", "month", "year"],
+                   help="split the query on its date (StudyDate; worklist: "
+                        "ScheduledProcedureStepStartDate) into sub-queries on one association, "
+                        "so that a PACS's result limit loses nothing: 'auto' bisects any range "
+                        "that comes back incomplete (down to a day); day/week/month/year cut "
+                        "on the calendar. Matches are merged without duplicates")
+    q.add_argument("--split-from", metavar="YYYYMMDD",
+                   help="with --split: where a query with no date, or an open range (-B), "
+                        "starts (default: 19700101; it ends today)")
 
     _add_ext_neg_options(p.add_argument_group("Extended Negotiation Options"))
 

@@ -40,6 +40,8 @@ class RunSpec:
     query_profile: str | None = None
     demo: bool = False  # the embedded demo SCP (a history re-run starts one)
     no_history: bool = False  # --no-history
+    split: str | None = None  # --split MODE
+    split_from: str | None = None  # --split-from YYYYMMDD
 
 
 def resolve_options(args: argparse.Namespace) -> None:
@@ -167,6 +169,20 @@ def check_batch_options(args: argparse.Namespace) -> None:
         raise UsageError("--cancel takes a number of responses (0 or more)")
     if args.max_identifier_size is not None and args.max_identifier_size < 1024:
         raise UsageError("--max-identifier-size takes a number of bytes, 1024 or more")
+    if args.split_from is not None and args.split is None:
+        raise UsageError("--split-from needs --split")
+
+
+def split_plan(spec: RunSpec):
+    """The sub-queries of a --split run (raises UsageError naming the option or key: a
+    query whose date cannot be split is refused before anything is sent)."""
+    from findtui.engine.split import EARLIEST, SplitError, SplitPlan, parse_date
+
+    try:
+        earliest = parse_date(spec.split_from, "--split-from") if spec.split_from else EARLIEST
+        return SplitPlan(spec.request, spec.split, earliest)
+    except SplitError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def request_from_args(args: argparse.Namespace, identifier):
@@ -194,7 +210,7 @@ def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
         output_format=args.output_format, output=args.output, write=args.write,
         output_directory=args.output_directory, overwrite=args.overwrite,
         node_profile=args.node_profile, query_profile=args.query_profile,
-        no_history=args.no_history)
+        no_history=args.no_history, split=args.split, split_from=args.split_from)
 
 
 def hinted(message: str, settings) -> str:

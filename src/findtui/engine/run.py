@@ -139,6 +139,29 @@ class RunSummary:
             cancelled = event.cancel_requested or event.kind == "cancel-timeout"
             self.outcome = Outcome.CANCEL if cancelled else Outcome.NETWORK
 
+    def split_ended(self, parts: list[RunSummary], unresolved: list[str]) -> None:
+        """A split run's sub-queries ended (``parts``, in order); ``unresolved``: the date
+        ranges still incomplete that could not be split further. Unless the run itself
+        broke (a fault, fed here), it ends as its worst sub-query; a sub-query that came
+        back incomplete and was split counts only through its halves."""
+        if self.outcome is not None or not parts:
+            return
+        final = [p for p in parts if p.outcome is not Outcome.INCOMPLETE]
+        worst = max(final or parts, key=lambda p: _SEVERITY.get(p.outcome, 0))
+        self.ended_by, self.status_code = worst.ended_by, worst.status_code
+        self.outcome, self.title, self.detail = worst.outcome, worst.title, worst.detail
+        self.settings = worst.settings
+        if unresolved and _SEVERITY[worst.outcome] <= _SEVERITY[Outcome.INCOMPLETE]:
+            days = ", ".join(unresolved[:5]) + (f" and {len(unresolved) - 5} more"
+                                                if len(unresolved) > 5 else "")
+            self.incomplete = (f"still incomplete after splitting, on {days}: the SCP's limit "
+                               "is reached within that range")
+            self.outcome, self.title = Outcome.INCOMPLETE, "Incomplete"
+            self.detail, self.settings = self.incomplete, ()
+            self.ended_by = next((p.ended_by for p in parts
+                                  if p.outcome is Outcome.INCOMPLETE), worst.ended_by)
+            self.status_code = getattr(self.ended_by, "status", None)
+
     def interrupted(self) -> None:
         """The run was stopped at once (a second Ctrl-C): aborted, rows kept."""
         self.was_interrupted = True
@@ -175,6 +198,11 @@ class RunSummary:
         if self.outcome is Outcome.OUTPUT or self.ended_by is None:
             return self.title
         return self.detail
+
+
+# Which sub-query outcome a split run takes as its own: the worst.
+_SEVERITY = {Outcome.SUCCESS: 0, Outcome.WARNING: 1, Outcome.INCOMPLETE: 2, Outcome.FAILURE: 3,
+             Outcome.CANCEL: 4, Outcome.ABORTED: 5, Outcome.OUTPUT: 6, Outcome.NETWORK: 7}
 
 
 def summarize(events, max_results: int | None = None) -> RunSummary:
