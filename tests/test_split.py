@@ -266,3 +266,37 @@ def test_split_auto_on_capped_orthanc_returns_the_uncapped_orthancs_studies(
     assert len(found) == len(set(found)) and set(found) == set(expected)
     assert r.err.count("I: Requesting Association") == 1
     assert r.err.count("I: Association Accepted") == 1
+
+
+@pytest.mark.parametrize("level, expect", [
+    ([], "I: split: {n} sub-queries done, 0 to go, {m} matches"),  # -v: a log line each
+    (["-ll", "warning"], "\rsplit: {n} sub-queries done, 0 to go, {m} matches"),  # redrawn
+])
+def test_progress_on_a_terminal(all_uids, level, expect):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    with DemoSCP(patients=PATIENTS, seed=SEED, cap=CAP) as capped:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "findtui", "--batch",
+             *at(capped, *STUDY, "--split", "auto", "--no-history", *level)],
+            stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, PYTHONIOENCODING="utf-8"))
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(timeout=60) == EXIT_OK
+        sent = capped.find_requests
+    os.close(master)
+    err = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+    assert expect.format(n=sent, m=len(all_uids)) in err, err[-2000:]
