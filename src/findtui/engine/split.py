@@ -249,8 +249,7 @@ class SplitPlan:
         while self._todo:
             rng = self._todo.pop()
             self.sent += 1
-            self.current = SubQuery(self.sent, rng, self.identifier(rng))
-            yield self.current
+            yield SubQuery(self.sent, rng, self.identifier(rng))
 
     def ended(self, sub: SubQuery, incomplete: bool) -> bool:
         """Record how ``sub`` ended; True when its range is split further."""
