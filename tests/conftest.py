@@ -94,6 +94,20 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.OrthancP
 
 
 @pytest.fixture(scope="module")
+def bulk_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.OrthancPeer]:
+    """Orthanc, uncapped, holding peers.bulk_study_datasets(peers.CAPPED_STUDIES)."""
+    with peers.bulk_orthanc(tmp_path_factory.mktemp("orthanc-bulk")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="module")
+def capped_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.OrthancPeer]:
+    """The same studies in an Orthanc with LimitFindResults: peers.CAPPED_LIMIT."""
+    with peers.capped_orthanc(tmp_path_factory.mktemp("orthanc-capped")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="module")
 def dcmqrscp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.Peer]:
     """DCMTK dcmqrscp (Patient Root, Study Root, Patient/Study Only) with peers.corpus()."""
     with peers.dcmqrscp(tmp_path_factory.mktemp("dcmqrscp")) as peer:

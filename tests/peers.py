@@ -1093,6 +1093,31 @@ def orthanc_with_bulk_studies(
         yield peer
 
 
+# Orthanc that caps its answers, as production setups do: a C-FIND matching more than
+# CAPPED_LIMIT studies gets CAPPED_LIMIT pendings, then Cancel (0xFE00) nobody asked for.
+CAPPED_LIMIT = 10
+CAPPED_STUDIES = 300  # bulk_study_datasets: 2010-2025, ~19 a year, a day or two each
+
+
+@contextlib.contextmanager
+def bulk_orthanc(
+    workdir: Path | None = None, *, studies: int = CAPPED_STUDIES, limit: int = 0
+) -> Iterator[OrthancPeer]:
+    """Orthanc holding ``bulk_study_datasets(studies)``; ``limit`` > 0 sets its
+    ``LimitFindResults`` (and ``LimitFindInstances``)."""
+    config = {"LimitFindResults": limit, "LimitFindInstances": limit}
+    with orthanc(workdir, data=None, worklist=None, extra_config=config) as peer:
+        load_bulk_studies(peer, studies)
+        yield peer
+
+
+def capped_orthanc(
+    workdir: Path | None = None, *, studies: int = CAPPED_STUDIES, limit: int = CAPPED_LIMIT
+):
+    """Orthanc with ``LimitFindResults: limit`` holding ``bulk_study_datasets(studies)``."""
+    return bulk_orthanc(workdir, studies=studies, limit=limit)
+
+
 # ---- DCMTK dcmqrscp --------------------------------------------------------
 
 

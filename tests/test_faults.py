@@ -338,7 +338,7 @@ def test_failure_status_with_comment_and_offending_element(status, name, advice,
     def script(s):
         s.pending(patient(0))
         s.pending(patient(1))
-        s.final(status, comment="Query too broad", offending=(0x00100010, 0x00100020))
+        s.final(status, comment="Cannot process the keys", offending=(0x00100010, 0x00100020))
         s.finish()
 
     with FaultSCP(script) as scp:
@@ -348,13 +348,13 @@ def test_failure_status_with_comment_and_offending_element(status, name, advice,
     assert_no_traceback(run)
     errors = run.error_lines()
     assert f"Find SCP Result: 0x{status:04X} ({name})" in errors
-    assert "Error Comment: Query too broad" in errors
+    assert "Error Comment: Cannot process the keys" in errors
     assert "Offending Element: (0010,0010), (0010,0020)" in errors
     assert advice in one_line(run, "What to try:")
     assert kept(tmp_path, "json") == (["P0", "P1"], ["P0", "P1"])
     final = events[-1]
     assert isinstance(final, Final) and final.status == status and final.category == "failure"
-    assert final.error_comment == "Query too broad"
+    assert final.error_comment == "Cannot process the keys"
     assert final.offending_element == (0x00100010, 0x00100020)
     if advice.startswith("-"):  # an option: the CLI's words; the engine names the setting
         assert "-P" not in final.advice and "model" in final.settings

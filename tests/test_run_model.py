@@ -47,7 +47,7 @@ CASES = [
     ("success", [ASSOC, *pendings(3), Final(0x0000)], None, Outcome.SUCCESS, 0, 3),
     ("no matches", [ASSOC, Final(0x0000)], None, Outcome.SUCCESS, 0, 0),
     ("warning final status", [ASSOC, *pendings(2), Final(0xB000)], None, Outcome.WARNING, 0, 2),
-    ("failure after pendings", [ASSOC, *pendings(4), Final(0xC000, "too broad")], None,
+    ("failure after pendings", [ASSOC, *pendings(4), Final(0xC000, "cannot parse PatientID")], None,
      Outcome.FAILURE, 4, 4),
     ("failure at once", [ASSOC, Final(0xA900)], None, Outcome.FAILURE, 4, 0),
     ("cancel confirmed", [ASSOC, *pendings(2), CancelSent(2), Final(0xFE00, cancel_requested=True)],
@@ -79,11 +79,44 @@ CASES = [
      "output", Outcome.OUTPUT, 6, 2),
 ]
 
+# The peer stopped at a result limit: incomplete, exit 7 (the last column: the node's
+# max_results, None when not configured).
+INCOMPLETE_CASES = [
+    ("unsolicited cancel (Orthanc's LimitFindResults)", [ASSOC, *pendings(3), Final(0xFE00)],
+     None, Outcome.INCOMPLETE, 7, 3, None),
+    ("unsolicited cancel, no matches", [ASSOC, Final(0xFE00)], None, Outcome.INCOMPLETE, 7, 0,
+     None),
+    ("exactly the node's max_results", [ASSOC, *pendings(3), Final(0x0000)], None,
+     Outcome.INCOMPLETE, 7, 3, 3),
+    ("max_results with a warning status", [ASSOC, *pendings(3), Final(0xB000)], None,
+     Outcome.INCOMPLETE, 7, 3, 3),
+    ("fewer than max_results", [ASSOC, *pendings(2), Final(0x0000)], None, Outcome.SUCCESS, 0, 2,
+     3),
+    ("more than max_results (the limit is not the peer's)", [ASSOC, *pendings(4), Final(0x0000)],
+     None, Outcome.SUCCESS, 0, 4, 3),
+    ("failure: too many matches (dcm4chee)",
+     [ASSOC, Final(0xA700, "Too many matches, refine your query")], None,
+     Outcome.INCOMPLETE, 7, 0, None),
+    ("failure: query too broad, after pendings",
+     [ASSOC, *pendings(2), Final(0xC001, "QUERY TOO BROAD")], None, Outcome.INCOMPLETE, 7, 2, None),
+    ("failure: another comment stays a failure", [ASSOC, Final(0xA700, "Out of memory")], None,
+     Outcome.FAILURE, 4, 0, None),
+    ("max_results reached, but the user cancelled",
+     [ASSOC, *pendings(3), CancelSent(3), Final(0xFE00, cancel_requested=True)], None,
+     Outcome.CANCEL, 5, 3, 3),
+    ("cancel sent, the peer ignored it and ended at max_results",
+     [ASSOC, *pendings(3), CancelSent(2), Final(0x0000, cancel_requested=True)], None,
+     Outcome.SUCCESS, 0, 3, 3),
+]
 
-@pytest.mark.parametrize("events, after, outcome, code, rows",
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_cli_tui_and_history_agree_on_every_run(events, after, outcome, code, rows):
-    summary = RunSummary()
+
+@pytest.mark.parametrize("events, after, outcome, code, rows, max_results",
+                         [(*c[1:], None) for c in CASES] + [c[1:] for c in INCOMPLETE_CASES],
+                         ids=[c[0] for c in CASES + INCOMPLETE_CASES])
+def test_cli_tui_and_history_agree_on_every_run(events, after, outcome, code, rows, max_results):
+    request = FindRequest(Network("h", 104, max_results=max_results),
+                          build_identifier(["PatientID="]), QueryModel.STUDY)
+    summary = RunSummary.of(request)
     for event in events:
         summary.feed(event)
     if after == "interrupt":
@@ -96,10 +129,16 @@ def test_cli_tui_and_history_agree_on_every_run(events, after, outcome, code, ro
     assert exit_code(summary) == ExitCode(code)
     shown = outcome_of(summary)
     assert shown.category == outcome.value and shown.title
-    request = FindRequest(Network("h", 104), build_identifier(["PatientID="]), QueryModel.STUDY)
+    if outcome is Outcome.INCOMPLETE:  # says why it believes more exist, everywhere
+        assert shown.title == "Incomplete" and summary.incomplete in shown.detail
+        from findtui.cli.batch import incomplete_message
+
+        line = incomplete_message(summary)
+        assert f"{rows:,} match" in line and "--split auto" in line
     entry = HistoryEntry.from_run(request, summary, source="tui")
     assert entry.outcome == outcome.value and entry.results == rows
-    assert HistoryEntry.from_json(json.loads(json.dumps(entry.to_json()))).outcome == outcome.value
+    again = HistoryEntry.from_json(json.loads(json.dumps(entry.to_json())))
+    assert again.outcome == outcome.value and again.network.max_results == max_results
 
 
 def test_the_tui_points_at_the_form_and_the_cli_at_the_options():
@@ -122,6 +161,7 @@ BAD = [
     ({"acse_timeout": 0}, "acse_timeout", "-ta", "ACSE timeout"),
     ({"max_pdu": -1}, "max_pdu", "-pdu", "Max PDU"),
     ({"port": 70000}, "port", "port", "Port"),
+    ({"max_results": 0}, "max_results", "--max-results", "max_results"),
 ]
 
 

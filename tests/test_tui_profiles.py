@@ -451,7 +451,8 @@ def fixed_store() -> None:
         (["QueryRetrieveLevel=STUDY", "PatientName=DOE*", "StudyDate="], 12,
          Final(0x0000, None), "orthanc"),
         (["QueryRetrieveLevel=PATIENT", "PatientID=PID1"], 0, Final(0xC000, None), None),
-        (["QueryRetrieveLevel=STUDY", "ModalitiesInStudy=CT"], 481, Final(0xFE00, None), "demo"),
+        (["QueryRetrieveLevel=STUDY", "ModalitiesInStudy=CT"], 481,
+         Final(0xFE00, None, cancel_requested=True), "demo"),  # the user cancelled
     ]
     for i, (keys, results, final, node) in enumerate(runs):
         model = QueryModel.PATIENT if "PATIENT" in keys[0] else QueryModel.STUDY

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_type, args.log_level)
     from findtui.cli.resolve import (
         UsageError, check_batch_options, request_from_args, resolve_options, spec_from_args,
+        split_plan,
     )
     from findtui.config.schema import ProfileError
 
@@ -77,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error(str(exc))
         return ExitCode.BAD_INPUT
     spec = spec_from_args(args, dataclasses.replace(request, identifier=identifier))
+    if spec.split:
+        try:
+            split_plan(spec)  # a date that cannot be split: said before anything is sent
+        except UsageError as exc:
+            parser.error(str(exc))
     from findtui.cli.batch import run_batch
 
     try:

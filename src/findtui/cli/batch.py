@@ -14,7 +14,7 @@ from pathlib import Path
 
 from findtui.cli.exitcodes import ExitCode
 from findtui.cli.resolve import RunSpec, hinted
-from findtui.engine.run import Outcome, RunSummary
+from findtui.engine.run import Outcome, RunSummary, incomplete_reason
 
 LOG = logging.getLogger("findtui")
 
@@ -27,6 +27,7 @@ EXIT_CODES: dict[Outcome, ExitCode] = {
     Outcome.ABORTED: ExitCode.CANCELLED,
     Outcome.NETWORK: ExitCode.NETWORK,
     Outcome.OUTPUT: ExitCode.OUTPUT,
+    Outcome.INCOMPLETE: ExitCode.INCOMPLETE,
 }
 
 
@@ -96,7 +97,18 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
 
         prepare_identifier(spec)
         collector = ItemCollector(spec)
-    query = FindQuery(request)
+    split = None
+    if spec.split:
+        from findtui.cli.resolve import split_plan
+        from findtui.engine.split import SplitRun, SubQueryEnded, SubQueryStarted
+
+        split = SplitRun(split_plan(spec))
+        query, summary, events = split, split.summary, split.events()
+    else:
+        query = FindQuery(request)
+        summary = RunSummary.of(request)
+        events = query.events()
+    progress = _Progress() if split is not None else None
     interrupts = 0
 
     def on_sigint(signum, frame):
@@ -110,10 +122,10 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
     old_handler = signal.signal(signal.SIGINT, on_sigint)
     stack.callback(signal.signal, signal.SIGINT, old_handler)
 
-    summary = RunSummary()
     try:
-        for event in query.events():
-            summary.feed(event)
+        for event in events:
+            if split is None:
+                summary.feed(event)
             if isinstance(event, Pending):
                 if collector is not None:
                     collector.add(event)
@@ -145,6 +157,9 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                 LOG.info(f"Sent C-CANCEL after {event.after} responses")
             elif isinstance(event, Final):
                 log = {"failure": LOG.error, "warning": LOG.warning}.get(event.category, LOG.info)
+                if split is not None and event.category == "failure" \
+                        and incomplete_reason(event, 0, None):
+                    log = LOG.warning  # a refusal as too broad: the range is split further
                 lines = list(output.final_lines(event))
                 if event.settings and lines and lines[-1].startswith("What to try"):
                     lines[-1] = hinted(lines[-1], event.settings)
@@ -152,16 +167,40 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                     log(line)
             elif isinstance(event, (AssociationFailed, Fault)):
                 LOG.error(hinted(event.message, event.settings))
+            elif split is not None and isinstance(event, SubQueryStarted):
+                sub = event.sub
+                what = (f"{split.plan.key}={sub.range.dicom()}" if sub.range is not None
+                        else "the query as given")
+                LOG.info(f"Sub-query {sub.number}: {what}")
+            elif split is not None and isinstance(event, SubQueryEnded):
+                part = event.summary
+                again = f", {event.duplicates} already received" if event.duplicates else ""
+                more = "; incomplete, split in two" if event.bisected else ""
+                LOG.info(f"Sub-query {event.sub.number} ended: {part.title}, "
+                         f"{part.received} matches{again}{more}")
+                progress.update(event.sub.number, event.left, summary.received)
     except KeyboardInterrupt:
         summary.interrupted()
         LOG.error(f"Aborted after {summary.received} responses")
     finally:
+        events.close()  # at once: an early end (`| head`) aborts the association now
+        if progress is not None:
+            progress.close()
         if table_writer:
             try:
                 table_writer.close()
             except OSError:
                 pass
-    summary.finish()
+    if split is not None:
+        split.finish()
+        LOG.info(f"Split into {split.plan.sent} sub-queries on one association: "
+                 f"{summary.received} matches"
+                 + (f" ({split.duplicates} received again, left out)" if split.duplicates
+                    else ""))
+    else:
+        summary.finish()
+    if summary.outcome is Outcome.INCOMPLETE:
+        LOG.warning(incomplete_message(summary, spec.split))
     record_history(spec, summary)
     if rsp_writer and rsp_writer.written:
         LOG.info(f"Wrote {len(rsp_writer.written)} response file(s) to "
@@ -172,12 +211,51 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                     f"run are still in {str(Path(spec.output_directory))!r}: they are not "
                     "results of this query")
     code = exit_code(summary)
-    if collector is not None and summary.outcome in (Outcome.SUCCESS, Outcome.WARNING):
+    if collector is not None and summary.outcome in (Outcome.SUCCESS, Outcome.WARNING,
+                                                     Outcome.INCOMPLETE):
         from findtui.cli.retrieve import run_retrieve
 
         signal.signal(signal.SIGINT, old_handler)
         code = max(code, run_retrieve(spec, collector.items))
     return code
+
+
+def incomplete_message(summary: RunSummary, split: str | None = None) -> str:
+    """The one line that says a run's answer is incomplete, and what to do."""
+    if split == "auto":
+        todo = "narrow the query there (more keys)"
+    elif split:
+        todo = "re-run with --split auto (it splits down to a day)"
+    else:
+        todo = "re-run with --split auto to split the query by date"
+    return (f"Incomplete: {summary.received:,} match{'' if summary.received == 1 else 'es'} "
+            f"arrived, but more exist: {summary.incomplete}; {todo}")
+
+
+class _Progress:
+    """A split run's progress on stderr when it is a terminal (never under -q): a line
+    per sub-query in the log, or one line redrawn when the log is quieter than -v."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty() and LOG.isEnabledFor(logging.ERROR)
+        self.redraw = self.live and not LOG.isEnabledFor(logging.INFO)
+        self.drawn = False
+
+    def update(self, done: int, left: int, matches: int) -> None:
+        if not self.live:
+            return
+        text = f"split: {done} sub-queries done, {left} to go, {matches:,} matches"
+        if self.redraw:
+            sys.stderr.write(f"\r{text}\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+        else:
+            LOG.info(text)
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def record_history(spec: RunSpec, summary: RunSummary) -> None:

@@ -13,5 +13,6 @@ class ExitCode(enum.IntEnum):
     FAILURE_STATUS = 4  # the SCP answered with a failure status
     CANCELLED = 5  # cancelled (--cancel, Ctrl-C)
     OUTPUT = 6  # results could not be written (folder, disk full, file exists)
+    INCOMPLETE = 7  # the SCP stopped at a result limit: more matches exist (try --split auto)
     RETRIEVE_PARTIAL = 8  # --retrieve: some instances failed or did not arrive
     INTERNAL = 70  # findtui itself failed (a bug; the TUI shows the traceback)

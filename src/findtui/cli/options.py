@@ -18,7 +18,8 @@ from findtui.engine.settings import SETTINGS
 
 # The connection's settings that are plain options (TLS has its own group).
 NETWORK_OPTIONS = ("calling_aet", "called_aet", "acse_timeout", "dimse_timeout",
-                   "network_timeout", "max_pdu", "transfer_syntax", "prefer_transfer_syntax")
+                   "network_timeout", "max_pdu", "transfer_syntax", "prefer_transfer_syntax",
+                   "max_results")
 
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
@@ -66,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send a C-CANCEL after N responses")
     size = SETTINGS["max_identifier_size"]
     q.add_argument(*size.flags, metavar=size.metavar, type=int, help=size.help)
+    q.add_argument("--split", choices=["auto", "day", "week", "month", "year"],
+                   help="split the query on its date (StudyDate; worklist: "
+                        "ScheduledProcedureStepStartDate) into sub-queries on one association, "
+                        "so that a PACS's result limit loses nothing: 'auto' bisects any range "
+                        "that comes back incomplete (down to a day); day/week/month/year cut "
+                        "on the calendar. Matches are merged without duplicates")
+    q.add_argument("--split-from", metavar="YYYYMMDD",
+                   help="with --split: where a query with no date, or an open range (-B), "
+                        "starts (default: 19700101; it ends today)")
 
     _add_ext_neg_options(p.add_argument_group("Extended Negotiation Options"))
 
@@ -123,6 +133,9 @@ def _add_network_options(net) -> None:
         if name in ("transfer_syntax", "prefer_transfer_syntax"):
             kwargs["choices"] = list(get_args(TransferSyntaxName))
             help_text = f"{setting.help} ({', '.join(kwargs['choices'])})"
+        elif default is None:  # an optional number, unset by default
+            kwargs["type"] = int
+            help_text = setting.help
         else:
             kwargs["type"] = {int: int, float: float}.get(type(default), str)
             help_text = f"{setting.help} (default: {default:g})" if isinstance(default, float) \

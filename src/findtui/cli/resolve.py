@@ -40,6 +40,8 @@ class RunSpec:
     query_profile: str | None = None
     demo: bool = False  # the embedded demo SCP (a history re-run starts one)
     no_history: bool = False  # --no-history
+    split: str | None = None  # --split MODE
+    split_from: str | None = None  # --split-from YYYYMMDD
     retrieve: RetrieveSpec | None = None  # --retrieve: fetch the matches afterwards
 
 
@@ -182,6 +184,8 @@ def check_batch_options(args: argparse.Namespace) -> None:
         raise UsageError("--cancel takes a number of responses (0 or more)")
     if args.max_identifier_size is not None and args.max_identifier_size < 1024:
         raise UsageError("--max-identifier-size takes a number of bytes, 1024 or more")
+    if args.split_from is not None and args.split is None:
+        raise UsageError("--split-from needs --split")
     retrieve_spec(args)  # raises UsageError
 
 
@@ -217,6 +221,18 @@ def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
                         args.store_host or "")
 
 
+def split_plan(spec: RunSpec):
+    """The sub-queries of a --split run (raises UsageError naming the option or key: a
+    query whose date cannot be split is refused before anything is sent)."""
+    from findtui.engine.split import EARLIEST, SplitError, SplitPlan, parse_date
+
+    try:
+        earliest = parse_date(spec.split_from, "--split-from") if spec.split_from else EARLIEST
+        return SplitPlan(spec.request, spec.split, earliest)
+    except SplitError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def request_from_args(args: argparse.Namespace, identifier):
     """The FindRequest the options describe (raises UsageError)."""
     from findtui.engine.models import ExtendedNegotiationError, QueryModel
@@ -242,7 +258,8 @@ def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
         output_format=args.output_format, output=args.output, write=args.write,
         output_directory=args.output_directory, overwrite=args.overwrite,
         node_profile=args.node_profile, query_profile=args.query_profile,
-        no_history=args.no_history, retrieve=retrieve_spec(args))
+        no_history=args.no_history, split=args.split, split_from=args.split_from,
+        retrieve=retrieve_spec(args))
 
 
 def hinted(message: str, settings) -> str:

@@ -68,7 +68,7 @@ class HistoryEntry:
     model: QueryModel
     keys: tuple[str, ...]
     results: int
-    outcome: str  # engine.run.Outcome: success|warning|cancel|failure|network|aborted|output
+    outcome: str  # engine.run.Outcome: success|warning|cancel|failure|network|aborted|output|incomplete
     status: str  # 'Success', 'Failure: Unable to Process', or what went wrong
     status_code: int | None = None
     node: str | None = None  # the node profile used, if any

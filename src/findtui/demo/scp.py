@@ -5,7 +5,14 @@ A new user (and the test-suite and benchmarks) can query it with no PACS::
     with DemoSCP(patients=50) as demo:      # picks a free port on 127.0.0.1
         ...query demo.address:demo.port, called AE demo.ae_title...
 
-or from a shell: ``findtui demo-scp [--port N] [--patients N] [--studies N] [--seed N]``.
+or from a shell: ``findtui demo-scp [--port N] [--patients N] [--studies N] [--seed N]
+[--cap N --cap-style cancel|failure|success]``.
+
+``cap=N`` plays a PACS that caps its answers, the three ways real ones do, for a query
+matching more than N: ``cancel`` N pendings then Cancel 0xFE00 nobody asked for (Orthanc's
+LimitFindResults), ``failure`` no pendings and 0xA700 "Too many matches, refine your query"
+(dcm4chee refuses), ``success`` N pendings then Success. ``associations`` counts the
+connections it accepted.
 
 What it serves
 --------------
@@ -53,6 +60,7 @@ import bisect
 import functools
 import datetime as _dt
 import hashlib
+import itertools
 import logging
 import random
 import re
@@ -994,6 +1002,14 @@ def _resolve_transfer_syntaxes(values: Iterable[str] | None) -> list[UID]:
     return out
 
 
+# How a capped demo SCP (cap=N) answers a query matching more than N, the three ways real
+# PACS do: "cancel" N pendings then Cancel 0xFE00 (Orthanc's LimitFindResults), "failure"
+# no pendings and 0xA700 with CAP_FAILURE_COMMENT (dcm4chee refuses the query), "success"
+# N pendings then Success.
+CAP_STYLES = ("cancel", "failure", "success")
+CAP_FAILURE_COMMENT = "Too many matches, refine your query"
+
+
 class DemoSCP:
     """A C-FIND SCP on 127.0.0.1 over :class:`DemoData`; see the module docstring."""
 
@@ -1010,12 +1026,20 @@ class DemoSCP:
         transfer_syntaxes: Sequence[str] | None = None,
         delay_per_response: float = 0.0,
         require_called_aet: bool = False,
+        cap: int | None = None,
+        cap_style: str = "cancel",
     ):
         self.port = port
         self.ae_title = ae_title
         self.seed = seed
         self.delay_per_response = delay_per_response
         self.require_called_aet = require_called_aet
+        if cap is not None and cap < 1:
+            raise ValueError("cap must be at least 1")
+        if cap_style not in CAP_STYLES:
+            raise ValueError(f"cap_style must be one of {', '.join(CAP_STYLES)}")
+        self.cap, self.cap_style = cap, cap_style
+        self.associations = 0  # connections accepted (a client reusing one association: 1)
         self.transfer_syntaxes = _resolve_transfer_syntaxes(transfer_syntaxes)
         self.data = DemoData(patients=patients, studies=studies, seed=seed)
         self.received_ext_neg: dict[str, bytes] = {}
@@ -1076,6 +1100,7 @@ class DemoSCP:
         # when nothing is logged), and mark its threads for _quiet_filter. Runs
         # before the association's threads start.
         assoc = event.assoc
+        self.associations += 1
         for event_type, handler in _STANDARD_LOG_HANDLERS:
             assoc.unbind(event_type, handler)
         setattr(assoc, _QUIET_ATTR, True)
@@ -1122,27 +1147,39 @@ class DemoSCP:
         except Exception as exc:
             yield QueryError(0xC000, f"Unable to process: {exc}").status_dataset(), None
             return
+        limit, beyond = None, False
+        if self.cap is not None:
+            limit = self.cap
+            beyond = sum(1 for _ in itertools.islice(plan.encodable_results(), limit + 1)) > limit
+            if beyond and self.cap_style == "failure":  # dcm4chee: refuses, sends nothing
+                yield QueryError(0xA700, CAP_FAILURE_COMMENT).status_dataset(), None
+                return
         delay = self.delay_per_response
         ts = UID(event.context.transfer_syntax)
         if not delay and not ts.is_deflated:
-            yield from self._send_pendings(event, plan, ts)
-            return
-        for ds in plan.results():
-            if delay:
-                time.sleep(delay)
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, ds
+            if (yield from self._send_pendings(event, plan, ts, limit)):
+                return  # cancelled (0xFE00 sent) or the client went away
+        else:
+            for ds in itertools.islice(plan.results(), limit):
+                if delay:
+                    time.sleep(delay)
+                if event.is_cancelled:
+                    yield 0xFE00, None
+                    return
+                yield 0xFF00, ds
+        if beyond and self.cap_style == "cancel":  # Orthanc's LimitFindResults: a Cancel
+            yield 0xFE00, None
 
-    def _send_pendings(self, event: evt.Event, plan: _Plan, ts: UID) -> Iterator:
+    def _send_pendings(self, event: evt.Event, plan: _Plan, ts: UID,
+                       limit: int | None = None) -> Iterator:
         """The pending responses written straight to the socket as P-DATA PDUs.
 
         pynetdicom's path (a DIMSE message, its state machine, two PDUs through the DUL
         thread) served ~2,000 responses/s, so the benchmarks measured the demo, not the
         client. The command set is encoded once; identifiers are encoded by pydicom and,
         at the patient and study levels, kept per row for the next query with the same
-        keys. The final response goes through pynetdicom as before.
+        keys. The final response goes through pynetdicom as before. Returns True when
+        the query ended here (cancelled, or the client went away).
         """
         assoc = event.assoc
         sock = assoc.dul.socket.socket
@@ -1160,10 +1197,10 @@ class DemoSCP:
             self._encoded[key] = cache  # most recent last; a few queries' worth are kept
             while len(self._encoded) > 4:
                 self._encoded.pop(next(iter(self._encoded)))
-        for key, build in plan.encodable_results():
+        for key, build in itertools.islice(plan.encodable_results(), limit):
             if event.is_cancelled:
                 yield 0xFE00, None
-                return
+                return True
             raw = cache.get(key) if cache is not None else None
             if raw is None:
                 raw = encode(build(), implicit, little)
@@ -1176,7 +1213,8 @@ class DemoSCP:
             try:
                 sock.sendall(b"".join(out))
             except OSError:
-                return  # the client went away; pynetdicom notices on its own
+                return True  # the client went away; pynetdicom notices on its own
+        return False
 
 
 # ---------------------------------------------------------------------------
@@ -1195,9 +1233,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="exact number of studies (default: 1-4 per patient)")
     parser.add_argument("--seed", type=int, default=1, help="data seed (default 1)")
     parser.add_argument("--aet", default=DEFAULT_AE_TITLE, help=f"AE title (default {DEFAULT_AE_TITLE})")
+    parser.add_argument("--cap", type=int, metavar="N",
+                        help="return at most N matches a query, as a capped PACS does "
+                             "(see --cap-style)")
+    parser.add_argument("--cap-style", choices=CAP_STYLES, default="cancel",
+                        help="past the cap: 'cancel' sends N matches then Cancel 0xFE00 "
+                             "(Orthanc), 'failure' refuses with 0xA700 'Too many matches' "
+                             "(dcm4chee), 'success' stops at N with Success (default: cancel)")
     args = parser.parse_args(argv)
     if args.patients < 1 or (args.studies is not None and args.studies < 0) or args.port < 0:
         parser.error("--patients must be >= 1, --studies and --port >= 0")
+    if args.cap is not None and args.cap < 1:
+        parser.error("--cap must be >= 1")
 
     # This process is the SCP's own, so pynetdicom's global switches are ours to
     # set: don't pretty-print every identifier into a log nobody reads.
@@ -1216,7 +1263,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             demo = DemoSCP(port=args.port, patients=args.patients, studies=args.studies,
-                           seed=args.seed, ae_title=args.aet).start()
+                           seed=args.seed, ae_title=args.aet, cap=args.cap,
+                           cap_style=args.cap_style).start()
         except OSError as exc:
             print(f"findtui demo-scp: cannot listen on {DemoSCP.address}:{args.port}: {exc}",
                   file=sys.stderr)

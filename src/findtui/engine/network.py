@@ -88,6 +88,9 @@ class Network(Struct, frozen=True, forbid_unknown_fields=True):
     tls: TLSOptions | None = None
     transfer_syntax: TransferSyntaxName | None = None  # propose only this one
     prefer_transfer_syntax: TransferSyntaxName | None = None  # propose all four, this first
+    # The most matches the peer returns for one query (e.g. Orthanc's LimitFindResults):
+    # that many matches means the answer is probably incomplete (engine.run).
+    max_results: Annotated[int, Meta(ge=1, le=0xFFFFFFFF)] | None = None
 
     def transfer_syntaxes(self):
         """The transfer syntaxes to propose, in order."""

@@ -21,7 +21,7 @@ import struct
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 from io import BytesIO
@@ -195,6 +195,13 @@ class CancelSent:
 
 
 @dataclass(frozen=True)
+class QuerySent:
+    """One of several C-FINDs on the association was sent (only with ``events(identifiers)``)."""
+
+    msg_id: int
+
+
+@dataclass(frozen=True)
 class Fault:
     """The association broke during the query. kind: aborted|timeout|cancel-timeout|protocol."""
 
@@ -204,7 +211,7 @@ class Fault:
     cancel_requested: bool = False  # a C-CANCEL had been asked for (Ctrl-C, --cancel, Esc)
 
 
-Event = Associated | AssociationFailed | Pending | Final | CancelSent | Fault
+Event = Associated | AssociationFailed | Pending | Final | CancelSent | Fault | QuerySent
 
 
 # --- running ----------------------------------------------------------------
@@ -840,7 +847,12 @@ class FindQuery:
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
 
-    def events(self) -> Iterator[Event]:
+    def events(self, identifiers: Iterable[Dataset] | None = None) -> Iterator[Event]:
+        """The events of the request's C-FIND; with ``identifiers``, of one C-FIND per
+        identifier, one after the other on one association (each announced by QuerySent and
+        ended by its Final). The next identifier is taken only once the previous query's
+        Final has been consumed, so the consumer may steer what comes next; a cancel, a
+        fault or the end of ``identifiers`` ends the run."""
         req = self.request
         sop_class = req.model.sop_class_uid
         app_info = req.ext_neg.app_info(req.model)
@@ -851,7 +863,7 @@ class FindQuery:
             item.service_class_application_information = app_info
             ext.append(item)
 
-        if ensure_character_set(req.identifier):
+        if identifiers is None and ensure_character_set(req.identifier):
             logging.getLogger("findtui").info(
                 "Query has non-ASCII values: added SpecificCharacterSet=ISO_IR 192")
         assoc, failed = _associate(req, [sop_class], ext)
@@ -875,7 +887,18 @@ class FindQuery:
                 ext_neg_reply=assoc.acceptor.sop_class_extended.get(sop_class),
                 peer_max_pdu=assoc.acceptor.maximum_length,
             )
-            yield from self._find(assoc, cx, ts)
+            if identifiers is None:
+                yield from self._find(assoc, cx, ts, req.identifier)
+                return
+            msg_id = 0
+            for identifier in identifiers:
+                if self._cancel.is_set():
+                    break
+                ensure_character_set(identifier)
+                msg_id = msg_id % 0xFFFF + 1
+                yield QuerySent(msg_id)
+                if not (yield from self._find(assoc, cx, ts, identifier, msg_id)):
+                    break  # the association is gone
         finally:
             if assoc.is_established and not self._broken:
                 assoc.release()
@@ -884,16 +907,18 @@ class FindQuery:
             # A release that the peer never answers must not leave the reactor hanging.
             assoc._reactor_checkpoint.set()
 
-    def _find(self, assoc, cx, ts: UID) -> Iterator[Event]:
+    def _find(self, assoc, cx, ts: UID, identifier: Dataset,
+              msg_id: int = 1) -> Generator[Event, None, bool]:
+        """One C-FIND on the association; returns True when it ended with a final status
+        (the association can carry another)."""
         req = self.request
-        msg_id = 1
         # -d wants pynetdicom's own receiver and its dumps; else the query reads the socket
         debug = PYNETDICOM_LOGGER.isEnabledFor(logging.DEBUG)
         peer_max = assoc.acceptor.maximum_length
         if peer_max and peer_max < MIN_PEER_PDU:
             yield self._unsendable(assoc, f"the peer's maximum PDU length is {peer_max} bytes, "
                                    "too small to carry a query (a broken A-ASSOCIATE-AC)")
-            return
+            return False
         receiver = _DebugReceiver(assoc.dimse, max_data=req.max_identifier_size)
         guard = _ReceiveGuard(assoc, req.network, req.max_identifier_size)
         reader = None
@@ -905,14 +930,14 @@ class FindQuery:
             reader.pause_pynetdicom()
         try:
             # send_c_find encodes and sends at once; its response generator is never started.
-            assoc.send_c_find(req.identifier, req.model.sop_class_uid, msg_id=msg_id,
+            assoc.send_c_find(identifier, req.model.sop_class_uid, msg_id=msg_id,
                               priority=req.priority)
         except (ValueError, ZeroDivisionError, struct.error) as exc:
             receiver.uninstall()
             if reader is not None:
                 reader.resume_pynetdicom()
             yield self._unsendable(assoc, f"the query could not be sent to this peer ({exc})")
-            return
+            return False
         msg_queue = assoc.dimse.msg_queue
         dimse_timeout = req.network.dimse_timeout
         last_message = time.monotonic()
@@ -923,7 +948,7 @@ class FindQuery:
             while True:
                 if cancel_deadline is None and (
                     self._cancel.is_set()
-                    or (req.cancel_after is not None and pending >= req.cancel_after)
+                    or (req.cancel_after is not None and self.pending_count >= req.cancel_after)
                 ):
                     self._cancel.set()
                     assoc.send_c_cancel(msg_id, cx.context_id)
@@ -1001,7 +1026,7 @@ class FindQuery:
                 status = rsp.Status
                 if is_pending(status):
                     pending += 1
-                    self.pending_count = pending
+                    self.pending_count += 1
                     ident = rsp.Identifier
                     raw = ident.getvalue() if ident is not None else b""
                     yield Pending(index=pending, status=status, raw=raw, transfer_syntax=ts,
@@ -1009,7 +1034,7 @@ class FindQuery:
                     continue
                 finished = True
                 yield self._final(rsp, ts)
-                return
+                return True
         finally:
             if not finished and assoc.is_established:
                 # Closed early (e.g. `| head`, an exception in the consumer): the SCP may
@@ -1157,6 +1182,7 @@ def echo(request: FindRequest) -> EchoResult:
 
 __all__ = [
     "Associated", "AssociationFailed", "CancelSent", "EchoResult", "Event", "Fault", "Final",
-    "FindQuery", "FindRequest", "IdentifierDecodeError", "Network", "Pending", "TLSOptions",
+    "FindQuery", "FindRequest", "IdentifierDecodeError", "Network", "Pending", "QuerySent",
+    "TLSOptions",
     "echo", "run_find",
 ]

@@ -59,6 +59,12 @@ SETTINGS: dict[str, Setting] = {
                                           "one of implicit, explicit, deflated, big",
                                           "propose all four, this one first", "NAME",
                                           "the node profile's prefer_transfer_syntax"),
+        "max_results": Setting("result limit", ("--max-results",),
+                               "a number of matches from 1 to 4294967295",
+                               "the most matches the peer returns for one query (e.g. Orthanc's "
+                               "LimitFindResults): that many matches is reported as incomplete "
+                               "(exit 7)", "N", "the node profile's max_results"),
+        "split": Setting("split", ("--split",), "", "", None, ""),
         "tls": Setting("TLS", ("--tls",), "", "use TLS (certificates verified)", None,
                        "Network tab, TLS"),
         "tls.ca_file": Setting("TLS CA file", ("--tls-ca",), "a file path",

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from findtui.messages import RunEnded
     from findtui.screens.query import QueryScreen
 
-OUTCOME_ICON = {"success": "✔", "warning": "▲", "cancel": "■"}
+OUTCOME_ICON = {"success": "✔", "warning": "▲", "cancel": "■", "incomplete": "▲"}
 
 
 def record_run(screen: QueryScreen, message: RunEnded) -> None:

@@ -90,6 +90,7 @@ class ResultLevel:
     elapsed: float | None = None
     cursor_row: int = 0
     row_title: str = ""  # the row drilled into from this level
+    split: str | None = None  # run split by date (engine.split): auto, day, ...
 
 
 class QueryResults(ResultsTable):
@@ -114,6 +115,7 @@ class QueryScreen(Screen):
         Binding("backspace", "back", "Back", id="results.back"),
         Binding("f6,ctrl+o", "export", "Export", id="query.export"),
         Binding("f4,ctrl+t", "echo", "C-ECHO", id="query.echo", show=False),
+        Binding("f9", "split", "Split", id="query.split", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, run_on_start: bool = False) -> None:
@@ -129,7 +131,7 @@ class QueryScreen(Screen):
         self._level: ResultLevel | None = None
         self._stack: list[ResultLevel] = []
         self._filter_timer: Timer | None = None
-        self._next_launch: tuple[FindRequest, list[str]] | None = None
+        self._next_launch: tuple[FindRequest, list[str], str | None] | None = None
         self._launching = False
         self._fresh: bool | None = None
         # Benchmark probes (time.perf_counter()): see bench/tui_stream.py.
@@ -167,6 +169,7 @@ class QueryScreen(Screen):
             yield Label("Filter:", classes="form-label")
             yield Input(placeholder="text in any column · Enter keeps it · Esc clears",
                         id="filter-input", compact=True)
+        yield Static(id="incomplete-banner")
         yield StatusLine(id="status")
         yield Footer()
 
@@ -413,7 +416,41 @@ class QueryScreen(Screen):
             return True
         if action == "export":
             return bool(self._level and self._level.responses) or None
+        if action == "split":  # offered once a run came back incomplete
+            return self._offers_split()
         return True
+
+    def _offers_split(self) -> bool:
+        level = self._level
+        return (not self._query_running and level is not None and level.outcome is not None
+                and level.outcome.category == "incomplete" and level.split != "auto")
+
+    def _show_banner(self) -> None:
+        """The incomplete banner: more matches exist than arrived; F9 splits by date."""
+        banner = self.query_one("#incomplete-banner", Static)
+        level = self._level
+        if level is None or not self._offers_split():
+            banner.display = False
+            return
+        banner.update(Content.assemble(  # one line at 80 columns
+            ("▲ ", "bold"), "The SCP stopped at its result limit: more matches exist. ",
+            ("F9", "bold"), " splits by date"))
+        banner.display = True
+
+    def action_split(self) -> None:
+        """Run the current level's query again, split by date (auto) on one association."""
+        level = self._level
+        if level is None:
+            return
+        from findtui.engine.split import SplitError, SplitPlan
+
+        try:
+            SplitPlan(level.request, "auto")
+        except SplitError as exc:
+            self.notify(visible(str(exc).replace("--split", "Splitting")),
+                        title="Cannot split", severity="error", timeout=8)
+            return
+        self._launch(level.request, level.keys, "auto")
 
     def action_run(self) -> None:
         """Run the query the form describes (cancelling a running one first)."""
@@ -438,9 +475,9 @@ class QueryScreen(Screen):
             self._stack.clear()
         self._launch(request, self.query_one(KeyEditor).keys)
 
-    def _launch(self, request: FindRequest, keys: list[str]) -> None:
+    def _launch(self, request: FindRequest, keys: list[str], split: str | None = None) -> None:
         """Run ``request`` as soon as the running query has stopped; the latest wins."""
-        self._next_launch = (request, list(keys))
+        self._next_launch = (request, list(keys), split)
         if not self._launching:
             self._launching = True
             self._launch_when_idle()
@@ -451,20 +488,22 @@ class QueryScreen(Screen):
         running query's worker to end, then starts the next: never two feeding one table."""
         try:
             while self._next_launch is not None:
-                request, keys = self._next_launch
+                request, keys, split = self._next_launch
                 self._next_launch = None
                 await self.stop_running()
                 if self._next_launch is None:
-                    self.start_query(request, keys)
+                    self.start_query(request, keys, split)
         finally:
             self._launching = False
 
-    def start_query(self, request: FindRequest, keys: list[str]) -> None:
-        """Start the query at once (the caller made sure nothing is running)."""
+    def start_query(self, request: FindRequest, keys: list[str],
+                    split: str | None = None) -> None:
+        """Start the query at once (the caller made sure nothing is running); ``split``:
+        split it by date (engine.split) on one association."""
         self._run_id += 1
         columns = table_columns(request.identifier, keys)
         self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
-                                  state="running")
+                                  state="running", split=split)
         table = self.query_one(ResultsTable)
         table.set_columns(columns)
         table.add_class("-streaming")
@@ -474,10 +513,16 @@ class QueryScreen(Screen):
         self.timings = {"started": time.perf_counter()}
         self._update_breadcrumb()
         self._hide_form()
-        self._query = FindQuery(request)
+        if split:
+            from findtui.engine.split import SplitPlan, SplitRun
+
+            self._query = SplitRun(SplitPlan(request, split))
+        else:
+            self._query = FindQuery(request)
         self._query_running = True
+        self._show_banner()
         self.refresh_bindings()
-        self._worker = self._run_query(self._run_id, self._query, columns)
+        self._worker = self._run_query(self._run_id, self._query, request, columns)
 
     async def stop_running(self) -> None:
         """Cancel the running query (if any) and wait for its worker to end."""
@@ -498,9 +543,12 @@ class QueryScreen(Screen):
             self.query_one("#log", Log).write_line("I: Cancel requested")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="query")
-    def _run_query(self, run_id: int, query: FindQuery, columns: list[str]) -> None:
-        """The C-FIND, on its own thread: responses go out in batches (RowsReceived)."""
-        request = query.request
+    def _run_query(self, run_id: int, query, request: FindRequest, columns: list[str]) -> None:
+        """The C-FIND, on its own thread: responses go out in batches (RowsReceived).
+        ``query``: a FindQuery, or a SplitRun (several C-FINDs; it keeps its summary)."""
+        from findtui.engine.split import SplitRun, SubQueryEnded, SubQueryStarted
+
+        split = query if isinstance(query, SplitRun) else None
         formatters = cell_formatters(columns)
         tags = output.top_level_tags(columns)
         post = self.post_message
@@ -510,10 +558,11 @@ class QueryScreen(Screen):
 
         batcher = RowBatcher(send).start()
         batcher.log(["I: Requesting Association"])
-        summary = RunSummary()
+        summary = split.summary if split is not None else RunSummary.of(request)
         try:
             for event in query.events():
-                summary.feed(event)
+                if split is None:
+                    summary.feed(event)
                 if isinstance(event, Pending):
                     row = build_row(event, columns, formatters, tags)
                     line = next(output.pending_lines(event, with_identifier=False))
@@ -537,12 +586,23 @@ class QueryScreen(Screen):
                                 + ["I: Releasing Association"])
                 elif isinstance(event, (AssociationFailed, Fault)):
                     batcher.log(["E: " + visible(event.message + form_hint(event.settings))])
+                elif isinstance(event, SubQueryStarted):
+                    sub = event.sub
+                    what = (f"{split.plan.key}={sub.range.dicom()}" if sub.range is not None
+                            else "the query as given")
+                    batcher.log([f"I: Sub-query {sub.number}: {what}"])
+                elif isinstance(event, SubQueryEnded):
+                    batcher.log([f"I: Sub-query {event.sub.number} ended: "
+                                 f"{visible(event.summary.title)}, {event.summary.received} "
+                                 f"matches ({event.duplicates} already received)"
+                                 + ("; incomplete, split in two" if event.bisected else "")])
         except Exception as exc:  # a bug or an unexpected library error: show it, keep the rows
             summary.crashed(f"{type(exc).__name__}: {exc}")
             batcher.log(["E: " + visible(f"{type(exc).__name__}: {exc}")])
         finally:
             batcher.close()
-        post(QueryFinished(run_id, outcome_of(summary.finish()), summary))
+        summary = split.finish() if split is not None else summary.finish()
+        post(QueryFinished(run_id, outcome_of(summary), summary))
 
     @on(RowsReceived)
     def _rows_received(self, message: RowsReceived) -> None:
@@ -592,6 +652,7 @@ class QueryScreen(Screen):
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
         self.post_message(RunEnded(level.request, list(level.keys), message.summary))
+        self._show_banner()
         self.refresh_bindings()
         if message.outcome.category in ("network", "failure"):
             self.notify(visible(message.outcome.detail or message.outcome.title),
@@ -663,6 +724,7 @@ class QueryScreen(Screen):
         table.move_cursor(level.cursor_row)
         self.query_one(StatusLine).restore(level.state, len(level.responses), level.outcome,
                                            level.elapsed)
+        self._show_banner()
         self._fill_query(level.request, level.keys)
         self._update_breadcrumb()
         table.focus()
@@ -839,6 +901,9 @@ class QueryScreen(Screen):
                 commands.append((f"Sort by {column}", partial(table.sort_by, i),
                                  "ascending; S reverses"))
             commands.append(("Sort by arrival order", partial(table.sort_by, None), ""))
+        if self._offers_split():
+            commands.append(("Re-run split by date", partial(run, "split"),
+                             "The answer was incomplete: split the query on its date (F9)"))
         if self._stack:
             commands.append(("Back up a level", partial(run, "back"), "Backspace"))
         for model in QueryModel:

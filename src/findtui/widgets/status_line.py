@@ -24,6 +24,7 @@ ICONS = {
     "network": ("✖", "$error"),
     "aborted": ("■", "$error"),
     "output": ("✖", "$error"),
+    "incomplete": ("▲", "$warning"),
 }
 
 
