@@ -765,30 +765,33 @@ def test_loader_on_any_toml_document_gives_profiles_or_profile_error(data):
         text = tomlkit.dumps(data)
     except Exception:  # not representable in TOML (e.g. a NaN inside...): not our input
         return
-    try:
-        result = parse_profiles(text, "fuzz.toml")
-    except ProfileError as exc:
-        assert str(exc).startswith("fuzz.toml")
-    else:
+    import tempfile
+
+    # Parsed as the store's own file: relative TLS paths resolve against its folder, as
+    # the store's load does (a file parsed elsewhere would resolve them elsewhere).
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        try:
+            result = parse_profiles(text, str(store.path))
+        except ProfileError as exc:
+            assert str(exc).startswith(str(store.path))
+            return
         # what loads also saves and loads back the same
         for profile in [*result.nodes.values(), *result.queries.values()]:
-            again = parse_profiles(P.profile_toml(profile))
+            again = parse_profiles(P.profile_toml(profile), str(store.path))
             assert again.of(profile.kind)[profile.name] == profile
         # and a save into it gives exactly what was asked, or an error and no change
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            store = Store(tmp)
-            store.path.write_text(text, encoding="utf-8")
-            new = NodeProfile.of("added", "h", 1, tls=TLSOptions(verify=False))
-            try:
-                store.save(new)
-            except ProfileError:
-                assert store.path.read_text(encoding="utf-8") == text
-            else:
-                after = store.load()
-                assert after.nodes == {**result.nodes, "added": new}
-                assert after.queries == result.queries
+        store.path.parent.mkdir(parents=True, exist_ok=True)
+        store.path.write_text(text, encoding="utf-8")
+        new = NodeProfile.of("added", "h", 1, tls=TLSOptions(verify=False))
+        try:
+            store.save(new)
+        except ProfileError:
+            assert store.path.read_text(encoding="utf-8") == text
+        else:
+            after = store.load()
+            assert after.nodes == {**result.nodes, "added": new}
+            assert after.queries == result.queries
 
 
 def test_the_readme_example_is_a_valid_profiles_file():
