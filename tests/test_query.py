@@ -63,13 +63,14 @@ def test_fast_path_equals_pynetdicom_path(demo):
 
 
 def test_pending_says_when_more_responses_are_already_here():
-    """The demo SCP sends its pendings in one burst: most arrive with others behind them
-    (more=True, writers hold their flush); the pynetdicom path never says so."""
+    """The demo SCP sends its pendings in bursts: responses that arrive with others behind
+    them say so (more=True: writers hold their flush). How many depends on the machine's
+    load (how much each read gets), so only that some do, and not all."""
     with DemoSCP(patients=50, studies=600, seed=3) as scp:
         req = FindRequest(Network(scp.address, scp.port), study_query(), QueryModel.STUDY)
         _, pending = collect(req)
     assert len(pending) == 600
-    assert sum(p.more for p in pending) > 300
+    assert 0 < sum(p.more for p in pending) < 600
 
 
 def test_parse_command_set_rejects_malformed():
