@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             "A DICOM C-FIND query browser. Without --batch it opens the terminal UI; "
             "with --batch it runs one query headless, like findscu. "
             "Other commands: 'findtui profiles --help', 'findtui history --help', "
-            "'findtui demo-scp --help'."
+            "'findtui demo-scp --help', 'findtui serve --help' (the UI in a web browser)."
         ),
         usage="findtui [options] [addr port | --profile NAME] "
               "(-k keyword and/or -f file-in and/or --query NAME)",

@@ -128,11 +128,14 @@ class ResponseFileWriter:
         self._templates[key] = (encoded, new)
         return encoded
 
+    def part10(self, response: Pending) -> tuple[bytes, bytes]:
+        """The file's bytes, in two parts: preamble and file meta, then the identifier."""
+        return self._meta(response.transfer_syntax, response.index), response.raw
+
     def write(self, response: Pending) -> Path:
         name = os.path.join(self._folder, rsp_name(response.index))
         try:
-            files.write_new(name, (self._meta(response.transfer_syntax, response.index),
-                                   response.raw), self.overwrite)
+            files.write_new(name, self.part10(response), self.overwrite)
         except FileExistsError:
             raise OutputError(f"{name!r} already exists; not overwritten",
                               ("overwrite",)) from None

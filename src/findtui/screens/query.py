@@ -790,23 +790,32 @@ class QueryScreen(Screen):
             ExportScreen(total=len(level.responses), shown=shown,
                          selected=selected[1].index if selected else None,
                          sop_class_uid=level.request.model.sop_class_uid,
-                         folder=getattr(self.app, "export_folder", None) or Path.cwd()),
+                         folder=getattr(self.app, "export_folder", None) or Path.cwd(),
+                         download=self.app.is_web),
             done)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def _export(self, choice, responses: ResponseStore, request: FindRequest,
                 columns: list[str]) -> None:
-        from findtui.screens.export import write_export
+        from findtui.screens.export import export_download, write_export
 
+        download = None
         try:
-            text = write_export(choice, responses, request, columns)
+            if choice.download:
+                download, text = export_download(choice, responses, request, columns)
+            else:
+                text = write_export(choice, responses, request, columns)
         except (output.OutputError, OSError) as exc:
             self.post_message(ExportFinished(False, str(exc)))
             return
-        self.post_message(ExportFinished(True, text))
+        self.post_message(ExportFinished(True, text, download))
 
     @on(ExportFinished)
     def _export_finished(self, message: ExportFinished) -> None:
+        download = message.download
+        if download is not None:
+            self.app.deliver_binary(download.file, save_filename=download.name,
+                                    mime_type=download.mime_type)
         self.query_one("#log", Log).write_line(("I: " if message.ok else "E: ")
                                                + visible(message.text))
         self.notify(visible(message.text), title="Export" if message.ok else "Export failed",
