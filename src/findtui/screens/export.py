@@ -52,6 +52,7 @@ class ExportChoice:
     filename: str | None = None
     overwrite: bool = False
     download: bool = False  # served in a browser: delivered as a download, no folder
+    excel_safe: bool = False  # CSV: ' before cells a spreadsheet would run as formulas
 
     @property
     def target(self) -> Path:
@@ -113,7 +114,7 @@ def write_export(choice: ExportChoice, responses: Sequence[Pending], request: Fi
     skipped = 0
     try:
         with open_output(path, choice.overwrite) as stream:
-            writer = make_writer(choice.kind, stream, columns)
+            writer = make_writer(choice.kind, stream, columns, choice.excel_safe)
             for response in responses:
                 try:
                     writer.write(response)
@@ -155,7 +156,7 @@ def export_download(choice: ExportChoice, responses: Sequence[Pending], request:
             what = f"{len(responses):,} response files (ZIP)"
         else:
             stream = io.TextIOWrapper(data, encoding="utf-8", newline="")
-            writer = make_writer(choice.kind, stream, columns)
+            writer = make_writer(choice.kind, stream, columns, choice.excel_safe)
             for response in responses:
                 try:
                     writer.write(response)
@@ -215,6 +216,10 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
                 yield Label("Name" if self.download else "File", classes="form-label")
                 yield Input(DEFAULT_NAMES["csv"], id="export-file", compact=True)
             yield Checkbox("Overwrite existing files", id="export-overwrite", compact=True)
+            yield Checkbox("Excel-safe: ' before cells starting with = + - @", compact=True,
+                           id="export-excel-safe",
+                           tooltip="so that a spreadsheet does not run a PACS value as a "
+                                   "formula (it changes those cells)")
             yield Static(id="export-error")
             with Horizontal(classes="button-row"):
                 yield Button("Export", id="export-ok", variant="primary", compact=True)
@@ -236,6 +241,7 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
         kind = self._radio("export-kind") or "rsp"
         names = {**DEFAULT_NAMES, "rsp": ZIP_NAME} if self.download else DEFAULT_NAMES
         self.query_one("#export-file-row").display = kind in names
+        self.query_one("#export-excel-safe").display = kind == "csv"
         file_input = self.query_one("#export-file", Input)
         if kind in names and file_input.value in names.values():
             file_input.value = names[kind]
@@ -250,7 +256,9 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
         return ExportChoice(kind=kind, scope=self._radio("export-scope") or "all",
                             folder=folder, filename=filename or None,
                             overwrite=self.query_one("#export-overwrite", Checkbox).value,
-                            download=self.download)
+                            download=self.download,
+                            excel_safe=kind == "csv"
+                            and self.query_one("#export-excel-safe", Checkbox).value)
 
     @on(Button.Pressed, "#export-ok")
     @on(Input.Submitted)
