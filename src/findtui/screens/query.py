@@ -168,7 +168,7 @@ class QueryScreen(Screen):
             yield Input(placeholder="text in any column · Enter keeps it · Esc clears",
                         id="filter-input", compact=True)
         yield StatusLine(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._set_fresh(True)
@@ -467,6 +467,7 @@ class QueryScreen(Screen):
                                   state="running")
         table = self.query_one(ResultsTable)
         table.set_columns(columns)
+        table.set_empty_text("")
         table.add_class("-streaming")
         self._set_fresh(False)
         self.query_one("#log", Log).clear()
@@ -591,6 +592,7 @@ class QueryScreen(Screen):
         level = self._level
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
+        self._update_empty_text()
         self.post_message(RunEnded(level.request, list(level.keys), message.summary))
         self.refresh_bindings()
         if message.outcome.category in ("network", "failure"):
@@ -602,6 +604,25 @@ class QueryScreen(Screen):
             self.query_one("#net-address", Input).focus()
 
     # -- results ----------------------------------------------------------
+
+    @on(ResultsTable.PositionChanged)
+    def _position_changed(self, event: ResultsTable.PositionChanged) -> None:
+        self.query_one(StatusLine).set_row(event.row)
+
+    def _update_empty_text(self) -> None:
+        """What the table says when it shows no row: no match, or no row passing the filter."""
+        table = self.query_one(ResultsTable)
+        level = self._level
+        text = ""
+        if level is not None and not self._query_running:
+            if not level.responses and level.state in ("success", "warning"):
+                criteria = [k for k in level.keys if key_value(k)]
+                where = request_level(level.request.identifier) or "worklist"
+                text = (f"No matches for {', '.join(criteria)} at {where} level"
+                        if criteria else f"No matches: the peer has no {where} records")
+            elif table.filter_text and not table.displayed_count:
+                text = f"No row contains {table.filter_text!r} · / then Esc clears the filter"
+        table.set_empty_text(text)
 
     @on(ResultsTable.RowSelected)
     def _row_selected(self, event: ResultsTable.RowSelected) -> None:
@@ -665,6 +686,7 @@ class QueryScreen(Screen):
                                            level.elapsed)
         self._fill_query(level.request, level.keys)
         self._update_breadcrumb()
+        self._update_empty_text()
         table.focus()
         self.refresh_bindings()
 
@@ -708,6 +730,7 @@ class QueryScreen(Screen):
         table.set_filter(text)
         self.query_one(StatusLine).set_filter_info(table.displayed_count if text else None,
                                                   f"filter {text!r}" if text else "")
+        self._update_empty_text()
 
     @on(Input.Submitted, "#filter-input")
     def _filter_submitted(self, event: Input.Submitted) -> None:
