@@ -210,3 +210,13 @@ def test_each_tab_runs_this_python_with_the_served_options():
     assert build_serve_parser().parse_args([]).host == "127.0.0.1"
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")
+
+
+def test_serve_with_an_unknown_profile_says_so_before_serving():
+    result = subprocess.run(
+        [sys.executable, "-m", "findtui", "serve", "--port", str(peers.free_port()),
+         "--profile", "nope"], capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "no node profile 'nope'" in result.stderr
+    assert "open http" not in result.stderr and "Traceback" not in result.stderr

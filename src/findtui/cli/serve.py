@@ -87,6 +87,19 @@ def serve_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be from 1 to 65535, not {args.port}")
+    if args.profile or args.query:  # say it here, not in every tab that would open on it
+        from findtui.config.schema import ProfileError
+        from findtui.config.store import Store
+
+        try:
+            store = Store()
+            profiles = store.load()
+            for kind, name in (("node", args.profile), ("query", args.query)):
+                if name:
+                    profiles.get(kind, name, store.path)
+        except ProfileError as exc:
+            print(visible(f"findtui serve: {exc}"), file=sys.stderr)
+            return ExitCode.BAD_INPUT
     if not is_loopback(args.host):
         print(visible(exposure_warning(args.host, args.port)), file=sys.stderr)
     try:
