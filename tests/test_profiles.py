@@ -50,8 +50,8 @@ FULL_QUERY = QueryProfile(
     keys=("PatientName=DOE^*", "StudyDate=20240101-", "ModalitiesInStudy=CT\\MR",
           "ReferencedStudySequence[0].ReferencedSOPClassUID="),
     ext_neg=ExtendedNegotiation(relational=True, fuzzy_names=True), output_format="csv",
-    output="out.csv", write=True, output_directory="~/rsp", overwrite=True, node="pacs one",
-    description="CT studies",
+    output="out.csv", write=True, output_directory="~/rsp", overwrite=True, csv_excel_safe=True,
+    node="pacs one", description="CT studies",
 )
 
 
@@ -236,6 +236,8 @@ def test_comments_survive_every_kind_of_save(findtui_config_dir):
     ('[queries.q]\noutput_format = "xml"\n', 2, ["output_format must be one of", "'xml'"]),
     ('[queries.q]\nfuzzy_names = "yes"\n', 2, ["fuzzy_names must be true or false"]),
     ('[queries.q]\nsort = "name"\n', 2, ["unknown field 'sort'"]),
+    ('[queries.q]\noutput_format = "json"\ncsv_excel_safe = true\n', 3,
+     ["csv_excel_safe applies to CSV", 'output_format = "csv"']),
     ('[defaults]\nnode = "nope"\n', 2, ["default node 'nope'"]),
     ('[nodes]\n"  padded " = {address = "h", port = 1}\n', 2, ["profile name"]),
     ('nodes = { a = { address = "h", port = 99999 } }\n', 1, ["port must be", "not 99999"]),
@@ -545,6 +547,14 @@ def test_query_profile_keys_model_and_options(findtui_config_dir):
     assert ds.PatientID == "B" and ds.QueryRetrieveLevel == "STUDY" and "AccessionNumber" in ds
     a = resolved("--batch", "--query", "q", "-W", "--output-format", "json", "other", "2")
     assert (a.model, a.output_format, a.addr, a.node_profile) == ("W", "json", "other", None)
+
+
+def test_query_profiles_csv_excel_safe_applies_to_its_csv_only(findtui_config_dir):
+    Store().save(QueryProfile("q", QueryModel.STUDY, "STUDY", ("PatientID=",),
+                              output_format="csv", csv_excel_safe=True))
+    assert resolved("--batch", "--query", "q", "h", "1").csv_excel_safe is True
+    a = resolved("--batch", "--query", "q", "--output-format", "json", "h", "1")
+    assert (a.output_format, a.csv_excel_safe) == ("json", False)
 
 
 def test_default_node_when_no_address(findtui_config_dir):

@@ -195,7 +195,7 @@ async def test_filter_shows_matching_rows_only():
         expected = sum("thyroid" in d.lower() for d in descriptions)
         assert 0 < expected < table.total_count
         assert table.displayed_count == expected
-        assert f"showing {expected}" in status_text(screen)
+        assert f"{expected} shown of {table.total_count}" in status_text(screen)
         await pilot.press("slash", "escape")
         await pilot.pause()
         assert table.displayed_count == table.total_count

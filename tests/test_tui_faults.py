@@ -107,6 +107,63 @@ def hostile_responses(event):
     yield status, None
 
 
+FORMULAS = [('=HYPERLINK("https://e.vil","x")', "-2+3"), ("@SUM(A1:A2)", "+1"),
+            ("Doe^John", "plain")]
+
+
+def formula_responses(event):
+    for i, (name, comments) in enumerate(FORMULAS):
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "PATIENT"
+        ds.PatientName = name
+        ds.PatientID = f"P{i}"
+        ds.PatientComments = comments
+        yield 0xFF00, ds
+    yield 0x0000, None
+
+
+@sync
+async def test_csv_export_offers_excel_safe_cells(tmp_path):
+    import csv
+
+    from textual.widgets import Checkbox, Input
+
+    from findtui.screens.export import ExportScreen
+
+    with pynetdicom_scp(formula_responses, ae_title="FORMULAS") as (address, port):
+        app = app_for(address, port, "FORMULAS")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await run_and_wait(pilot)
+            for name, safe in (("as-is.csv", False), ("safe.csv", True)):
+                await pilot.press("f6")
+                await pilot.pause()
+                dialog = app.screen
+                assert isinstance(dialog, ExportScreen)
+                box = dialog.query_one("#export-excel-safe", Checkbox)
+                assert not box.display  # rsp*.dcm: no such choice
+                dialog.query_one("#export-kind").query("RadioButton")[1].value = True  # CSV
+                await pilot.pause()
+                assert box.display and box.value is False  # offered, off by default
+                box.value = safe
+                dialog.query_one("#export-folder", Input).value = str(tmp_path)
+                dialog.query_one("#export-file", Input).value = name
+                dialog.query_one("#export-file", Input).focus()
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: any(
+                    f"as CSV to {tmp_path / name}" in n.message for n in app._notifications),
+                    what=f"{name} written")
+                await pilot.pause()
+            await app.workers.wait_for_complete()
+
+    def cells(name):
+        with open(tmp_path / name, newline="", encoding="utf-8") as fp:
+            return [(r["PatientName"], r["PatientComments"]) for r in csv.DictReader(fp)]
+
+    assert cells("as-is.csv") == FORMULAS
+    assert cells("safe.csv") == [("'" + FORMULAS[0][0], "'-2+3"), ("'@SUM(A1:A2)", "'+1"),
+                                 ("Doe^John", "plain")]
+
+
 @sync
 async def test_hostile_values_are_shown_escaped_in_table_detail_and_log():
     with pynetdicom_scp(hostile_responses, ae_title="HOSTILE") as (address, port):

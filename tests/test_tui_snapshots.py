@@ -175,3 +175,37 @@ def test_other_themes_stay_readable(snap_compare, theme, view):
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help_screen(snap_compare, size):
+    async def run_before(pilot):
+        await run_query(pilot)
+        await pilot.press("f1")
+        await settle(pilot)
+
+    assert snap_compare(demo_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_no_matches(snap_compare, size):
+    request = FindRequest(network=Network("127.0.0.1", 104), model=QueryModel.STUDY,
+                          identifier=build_identifier([
+                              "QueryRetrieveLevel=STUDY", "PatientName=NOBODY*",
+                              "StudyDate=", "ModalitiesInStudy=CT"]))
+
+    async def run_before(pilot):
+        await run_query(pilot)
+        await settle(pilot)
+
+    assert snap_compare(demo_app(request), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_row_counter_and_cell_cursor(snap_compare, size):
+    async def run_before(pilot):
+        await run_query(pilot)
+        await pilot.press("j", "j", "l", "l")  # third row, its third cell
+        await settle(pilot)
+
+    assert snap_compare(demo_app(), terminal_size=size, run_before=run_before)

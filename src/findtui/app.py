@@ -48,6 +48,7 @@ class FindtuiApp(App):
     COMMANDS = App.COMMANDS | {QueryCommands, ProfileCommands}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
+        Binding("f1,question_mark", "help", "Keys", id="app.help", key_display="f1"),
         # Shown in the palette, not the footer: the query screen's footer is full at 80 columns.
         Binding("f7", "profiles", "Profiles", id="app.profiles", show=False),
         Binding("f8", "history", "History", id="app.history", show=False),
@@ -98,6 +99,14 @@ class FindtuiApp(App):
         if action in ("profiles", "history", "save_as"):
             return isinstance(self.screen, QueryScreen)
         return True
+
+    def action_help(self) -> None:
+        from findtui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+        else:
+            self.push_screen(HelpScreen(self.screen))
 
     def action_profiles(self) -> None:
         from findtui.screens.profiles import open_profiles

@@ -105,7 +105,8 @@ class EchoFinished(Message):
 class ExportFinished(Message):
     """An export worker is done: ``ok`` False means ``text`` is the error."""
 
-    def __init__(self, ok: bool, text: str) -> None:
+    def __init__(self, ok: bool, text: str, download=None) -> None:
         super().__init__()
         self.ok = ok
         self.text = text
+        self.download = download  # screens.export.Download: for the browser (findtui serve)

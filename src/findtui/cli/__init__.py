@@ -1,5 +1,6 @@
 """Command line: `findtui` (the TUI), `findtui --batch` (one C-FIND headless, like findscu),
-`findtui profiles`, `findtui history`, `findtui demo-scp`.
+`findtui profiles`, `findtui history`, `findtui demo-scp`, `findtui serve` (the TUI in a
+web browser).
 
 options.py builds the parser (findscu's names; network options from the engine's
 connection model), resolve.py turns options + profiles into one RunSpec, batch.py
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from findtui.cli.commands import history_main
 
         return history_main(argv[1:])
+    if argv and argv[0] == "serve":
+        from findtui.cli.serve import serve_main
+
+        return serve_main(argv[1:])
 
     parser = build_parser()
     args = parser.parse_args(argv)  # --help and usage errors before any heavy import
@@ -98,7 +103,9 @@ def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from findtui.cli.resolve import UsageError, request_from_args
     from findtui.engine.keys import KeyPathError, QueryFileError, build_identifier
 
-    if not sys.stdin.isatty() or not sys.stdout.isatty():
+    from findtui.cli.serve import is_served
+
+    if not is_served() and (not sys.stdin.isatty() or not sys.stdout.isatty()):
         parser.error("the terminal UI needs a terminal; add --batch to run the query headless")
     request = None
     if args.addr is not None or args.keyword or args.file:

@@ -86,7 +86,8 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                 # After a full disk, closing retries the failed flush: not an error twice.
                 stack.callback(output.close_quietly, stream)
             table_writer = output.make_writer(
-                spec.output_format, stream, output.table_columns(request.identifier, spec.keys))
+                spec.output_format, stream, output.table_columns(request.identifier, spec.keys),
+                excel_safe=spec.csv_excel_safe)
     except output.OutputError as exc:
         LOG.error(hinted(str(exc), exc.settings))
         return ExitCode.OUTPUT

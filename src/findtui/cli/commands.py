@@ -146,6 +146,8 @@ def _query_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
 
     if not args.file and not args.keyword:
         parser.error("-f and/or -k must be specified")
+    if args.csv_excel_safe and args.output_format != "csv":
+        parser.error("--csv-excel-safe applies to CSV: add --output-format csv")
     model = QueryModel(args.model or "P")
     keys = list(args.keyword)
     if args.file:  # the file's elements become keys, so the profile does not need the file
@@ -158,8 +160,8 @@ def _query_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     return QueryProfile(
         name=args.name, model=model, level=level, keys=tuple(keys), ext_neg=ext_neg,
         output_format=args.output_format or "log", output=args.output, write=args.write,
-        output_directory=args.output_directory, overwrite=args.overwrite, node=args.node,
-        description=args.description)
+        output_directory=args.output_directory, overwrite=args.overwrite,
+        csv_excel_safe=args.csv_excel_safe, node=args.node, description=args.description)
 
 
 def _describe(profile, default: bool) -> list[str]:
@@ -356,6 +358,8 @@ def _rerun(argv: list[str]) -> int:
     add_log_options(p)
     _add_output_options(p.add_argument_group("Output Options"))
     args = p.parse_args(argv)
+    if args.csv_excel_safe and args.output_format != "csv":
+        p.error("--csv-excel-safe applies to CSV: add --output-format csv")
     setup_logging(args.log_type, None)
     try:
         entries = History().entries()
@@ -381,7 +385,7 @@ def _rerun(argv: list[str]) -> int:
     spec = RunSpec(request=request, keys=entry.keys, output_format=args.output_format or "log",
                    output=args.output, write=args.write,
                    output_directory=args.output_directory or ".", overwrite=args.overwrite,
-                   node_profile=entry.node, query_profile=entry.query, demo=entry.demo)
+                   csv_excel_safe=args.csv_excel_safe, node_profile=entry.node, query_profile=entry.query, demo=entry.demo)
     try:
         return int(run_batch(spec))
     except BrokenPipeError:

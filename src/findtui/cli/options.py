@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
             "A DICOM C-FIND query browser. Without --batch it opens the terminal UI; "
             "with --batch it runs one query headless, like findscu. "
             "Other commands: 'findtui profiles --help', 'findtui history --help', "
-            "'findtui demo-scp --help'."
+            "'findtui demo-scp --help', 'findtui serve --help' (the UI in a web browser)."
         ),
         usage="findtui [options] [addr port | --profile NAME] "
               "(-k keyword and/or -f file-in and/or --query NAME)",
@@ -209,6 +209,10 @@ def _add_output_options(out) -> None:
                      help="write results to stdout (or --output) as CSV, DICOM JSON or JSON "
                           "lines; 'log' (default) writes none")
     out.add_argument("--output", metavar="FILE", help="write --output-format here, not stdout")
+    out.add_argument("--csv-excel-safe", action="store_true",
+                     help="with --output-format csv: put a ' before cells starting with = + - @ "
+                          "(or tab, CR), so that a spreadsheet does not run a PACS value as a "
+                          "formula; off by default, as it changes the data")
 
 
 def setup_logging(log_type: str, log_level: str | None) -> None:

@@ -36,6 +36,7 @@ class RunSpec:
     write: bool = False
     output_directory: str = "."
     overwrite: bool = False
+    csv_excel_safe: bool = False  # --csv-excel-safe
     node_profile: str | None = None
     query_profile: str | None = None
     demo: bool = False  # the embedded demo SCP (a history re-run starts one)
@@ -114,6 +115,9 @@ def resolve_options(args: argparse.Namespace) -> None:
         args.write = args.write or query.write
         args.output_directory = args.output_directory or _expanded(query.output_directory)
         args.overwrite = args.overwrite or query.overwrite
+        # the profile's applies to its CSV, not to another format given here
+        args.csv_excel_safe = args.csv_excel_safe or (
+            query.csv_excel_safe and args.output_format == "csv")
     args.output_format = args.output_format or "log"
     args.output_directory = args.output_directory or "."
 
@@ -187,6 +191,7 @@ def check_batch_options(args: argparse.Namespace) -> None:
     if args.split_from is not None and args.split is None:
         raise UsageError("--split-from needs --split")
     retrieve_spec(args)  # raises UsageError
+    check_output_options(args)
 
 
 def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
@@ -233,6 +238,12 @@ def split_plan(spec: RunSpec):
         raise UsageError(str(exc)) from None
 
 
+def check_output_options(args: argparse.Namespace) -> None:
+    """Output options that go together (raises UsageError)."""
+    if args.csv_excel_safe and args.output_format != "csv":
+        raise UsageError("--csv-excel-safe applies to CSV: add --output-format csv")
+
+
 def request_from_args(args: argparse.Namespace, identifier):
     """The FindRequest the options describe (raises UsageError)."""
     from findtui.engine.models import ExtendedNegotiationError, QueryModel
@@ -257,9 +268,9 @@ def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
         request=request, keys=tuple(args.keyword), file=args.file,
         output_format=args.output_format, output=args.output, write=args.write,
         output_directory=args.output_directory, overwrite=args.overwrite,
-        node_profile=args.node_profile, query_profile=args.query_profile,
-        no_history=args.no_history, split=args.split, split_from=args.split_from,
-        retrieve=retrieve_spec(args))
+        csv_excel_safe=args.csv_excel_safe, node_profile=args.node_profile,
+        query_profile=args.query_profile, no_history=args.no_history, split=args.split,
+        split_from=args.split_from, retrieve=retrieve_spec(args))
 
 
 def hinted(message: str, settings) -> str:

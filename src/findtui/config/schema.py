@@ -151,6 +151,7 @@ class QueryProfile:
     write: bool = False
     output_directory: str | None = None
     overwrite: bool = False
+    csv_excel_safe: bool = False  # --csv-excel-safe (CSV only)
     node: str | None = None  # default node profile for this query
     description: str = ""
 
@@ -196,6 +197,8 @@ class QueryProfile:
             d["output_directory"] = self.output_directory
         if self.overwrite:
             d["overwrite"] = True
+        if self.csv_excel_safe:
+            d["csv_excel_safe"] = True
         if self.description:
             d["description"] = self.description
         return d
@@ -325,6 +328,7 @@ class _QueryTable(Struct, forbid_unknown_fields=True):
     write: bool = False
     output_directory: _PATH | None = None
     overwrite: bool = False
+    csv_excel_safe: bool = False
     description: str = ""
 
 
@@ -343,7 +347,8 @@ _TAKES = {
     "keys": "an array of strings", "level": "a string", "node": "a node profile name",
     "description": "a string", "output_format": f"one of {', '.join(OUTPUT_FORMATS)}",
     "output": "a non-empty path", "output_directory": "a non-empty path",
-    **{k: "true or false" for k in ("write", "overwrite", "history", *EXT_NEG_FIELDS)},
+    **{k: "true or false" for k in ("write", "overwrite", "csv_excel_safe", "history",
+                                     *EXT_NEG_FIELDS)},
 }
 
 
@@ -447,10 +452,13 @@ def _query(name: str, table: dict, where: tuple[str, ...]) -> QueryProfile:
                                           "worklist model") from None
     if t.node is not None:
         _check_name(t.node, where + ("node",))
+    if t.csv_excel_safe and t.output_format != "csv":
+        raise _Invalid(where + ("csv_excel_safe",), "csv_excel_safe applies to CSV: set "
+                                                    'output_format = "csv"')
     return QueryProfile(name=name, model=model, level=t.level, keys=tuple(t.keys), ext_neg=ext_neg,
                         output_format=t.output_format, output=t.output, write=t.write,
-                        output_directory=t.output_directory, overwrite=t.overwrite, node=t.node,
-                        description=t.description)
+                        output_directory=t.output_directory, overwrite=t.overwrite,
+                        csv_excel_safe=t.csv_excel_safe, node=t.node, description=t.description)
 
 
 def _profiles(data: dict) -> Profiles:

@@ -128,11 +128,14 @@ class ResponseFileWriter:
         self._templates[key] = (encoded, new)
         return encoded
 
+    def part10(self, response: Pending) -> tuple[bytes, bytes]:
+        """The file's bytes, in two parts: preamble and file meta, then the identifier."""
+        return self._meta(response.transfer_syntax, response.index), response.raw
+
     def write(self, response: Pending) -> Path:
         name = os.path.join(self._folder, rsp_name(response.index))
         try:
-            files.write_new(name, (self._meta(response.transfer_syntax, response.index),
-                                   response.raw), self.overwrite)
+            files.write_new(name, self.part10(response), self.overwrite)
         except FileExistsError:
             raise OutputError(f"{name!r} already exists; not overwritten",
                               ("overwrite",)) from None
@@ -250,15 +253,28 @@ class _StreamWriter:
                 self.stream.flush()
 
 
+# OWASP's list of the characters that make a spreadsheet read a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def excel_safe(cell: str) -> str:
+    """``cell`` with a single quote in front when a spreadsheet would read it as a formula
+    (``=HYPERLINK(...)``, ``-2+3``, ``@SUM(...)``): formula injection from peer values."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
 class CsvWriter(_StreamWriter):
     """CSV of the requested keys, in request order; multi-values joined with '\\'.
 
     Cells are made visible (:func:`findtui.engine.sanitize.visible`): control and
     bidi characters in peer data never reach a terminal or a spreadsheet raw.
+    ``excel_safe``: cells a spreadsheet would run as a formula get a leading ``'``
+    (:func:`excel_safe`; off by default: it changes the data).
     """
 
-    def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
+    def __init__(self, stream: IO[str], columns: Sequence[str], excel_safe: bool = False) -> None:
         self.stream = stream
+        self.excel_safe = excel_safe
         self.columns = list(columns)
         self._csv = csv.writer(stream, lineterminator="\n")
         self._tags = top_level_tags(self.columns)
@@ -271,8 +287,10 @@ class CsvWriter(_StreamWriter):
                 self.stream.flush()
 
     def write(self, response: Pending) -> None:
-        cells = row_cells(response, self.columns, self._tags)
-        self._row([visible(c) for c in cells], flush=not response.more)
+        cells = [visible(c) for c in row_cells(response, self.columns, self._tags)]
+        if self.excel_safe:
+            cells = [excel_safe(c) for c in cells]
+        self._row(cells, flush=not response.more)
 
     def close(self) -> None:
         self._put("")
@@ -361,9 +379,10 @@ class JsonWriter(_StreamWriter):
             self._put("")
 
 
-def make_writer(fmt: str, stream: IO[str], columns: Sequence[str]):
+def make_writer(fmt: str, stream: IO[str], columns: Sequence[str], excel_safe: bool = False):
+    """``excel_safe``: CSV only (:class:`CsvWriter`)."""
     if fmt == "csv":
-        return CsvWriter(stream, columns)
+        return CsvWriter(stream, columns, excel_safe)
     if fmt in ("json", "jsonl"):
         return JsonWriter(stream, lines=(fmt == "jsonl"))
     raise ValueError(fmt)

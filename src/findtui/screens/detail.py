@@ -90,7 +90,7 @@ class DetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
         yield Tree(Text("Response identifier"), id="detail-tree")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         response = self.response

@@ -3,14 +3,22 @@
 Nothing is ever overwritten silently: the folder is checked before the dialog
 closes (the engine's ResponseFileWriter.check / an existing file), and the
 writers open files exclusively unless "Overwrite" is ticked.
+
+Served in a web browser (``findtui serve``), an export is a download instead: the
+same writers fill a temporary file that the app delivers to the browser
+(``App.deliver_binary``); rsp*.dcm files go as one ZIP.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from rich.text import Text
 from textual import on
@@ -32,6 +40,8 @@ from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
 
 FORMATS = {"rsp": "Response files (rsp*.dcm)", "csv": "CSV", "json": "DICOM JSON"}
 DEFAULT_NAMES = {"csv": "findtui-results.csv", "json": "findtui-results.json"}
+ZIP_NAME = "findtui-responses.zip"  # rsp*.dcm, downloaded
+MIME_TYPES = {"rsp": "application/zip", "csv": "text/csv", "json": "application/dicom+json"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class ExportChoice:
     folder: Path
     filename: str | None = None
     overwrite: bool = False
+    download: bool = False  # served in a browser: delivered as a download, no folder
+    excel_safe: bool = False  # CSV: ' before cells a spreadsheet would run as formulas
 
     @property
     def target(self) -> Path:
@@ -49,6 +61,10 @@ class ExportChoice:
 
 def check_choice(choice: ExportChoice, sop_class_uid: str, selected: int | None) -> None:
     """Raise OutputError for what would fail or overwrite, before anything is written."""
+    if choice.download:
+        if not choice.filename or os.sep in choice.filename:
+            raise OutputError("give a file name (no folder: the browser saves it)")
+        return
     folder = choice.folder
     if not folder.is_dir():
         raise OutputError(f"folder {str(folder)!r} does not exist; create it or choose another")
@@ -98,7 +114,7 @@ def write_export(choice: ExportChoice, responses: Sequence[Pending], request: Fi
     skipped = 0
     try:
         with open_output(path, choice.overwrite) as stream:
-            writer = make_writer(choice.kind, stream, columns)
+            writer = make_writer(choice.kind, stream, columns, choice.excel_safe)
             for response in responses:
                 try:
                     writer.write(response)
@@ -115,14 +131,60 @@ def write_export(choice: ExportChoice, responses: Sequence[Pending], request: Fi
     return f"Wrote {rows:,} row{'' if rows == 1 else 's'} as {what} to {path}{note}"
 
 
+@dataclass(frozen=True)
+class Download:
+    """An export for the browser: a temporary file, read from the start, and its name."""
+
+    file: BinaryIO
+    name: str
+    mime_type: str
+
+
+def export_download(choice: ExportChoice, responses: Sequence[Pending], request: FindRequest,
+                    columns: Sequence[str]) -> tuple[Download, str]:
+    """Write the export into a temporary file (on a worker thread); returns it and what
+    it holds. rsp*.dcm go into one ZIP, each file as ``-w`` writes it."""
+    name = choice.filename or ZIP_NAME
+    data = tempfile.TemporaryFile()  # unnamed: gone once delivered or dropped
+    try:
+        skipped = 0
+        if choice.kind == "rsp":
+            writer = ResponseFileWriter(choice.folder, request.model.sop_class_uid)
+            with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+                for response in responses:
+                    archive.writestr(rsp_name(response.index), b"".join(writer.part10(response)))
+            what = f"{len(responses):,} response files (ZIP)"
+        else:
+            stream = io.TextIOWrapper(data, encoding="utf-8", newline="")
+            writer = make_writer(choice.kind, stream, columns, choice.excel_safe)
+            for response in responses:
+                try:
+                    writer.write(response)
+                except IdentifierDecodeError:
+                    skipped += 1
+            writer.close()
+            stream.detach()
+            rows = len(responses) - skipped
+            what = (f"{rows:,} row{'' if rows == 1 else 's'} as "
+                    f"{'CSV' if choice.kind == 'csv' else 'DICOM JSON'}")
+        data.seek(0)
+    except BaseException:
+        data.close()
+        raise
+    note = f" ({skipped} undecodable left out)" if skipped else ""
+    return (Download(data, name, MIME_TYPES[choice.kind]),
+            f"Sent {what} to the browser as {name}{note}")
+
+
 class ExportScreen(ModalScreen[ExportChoice | None]):
     """Choose what, which rows and where; Enter/Export checks, then closes."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
 
     def __init__(self, *, total: int, shown: int | None, selected: int | None,
-                 sop_class_uid: str, folder: Path) -> None:
+                 sop_class_uid: str, folder: Path, download: bool = False) -> None:
         super().__init__()
+        self.download = download  # served in a browser: a download, no folder
         self.total = total
         self.shown = shown
         self.selected = selected
@@ -147,19 +209,26 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
                     if self.selected is not None:
                         yield RadioButton(f"Selected row (response {self.selected})",
                                           name="selected", compact=True)
-            with Horizontal(classes="form-row"):
+            with Horizontal(classes="form-row", id="export-folder-row"):
                 yield Label("Folder", classes="form-label")
                 yield Input(str(self.folder), id="export-folder", compact=True)
             with Horizontal(classes="form-row", id="export-file-row"):
-                yield Label("File", classes="form-label")
+                yield Label("Name" if self.download else "File", classes="form-label")
                 yield Input(DEFAULT_NAMES["csv"], id="export-file", compact=True)
             yield Checkbox("Overwrite existing files", id="export-overwrite", compact=True)
+            yield Checkbox("Excel-safe: ' before cells starting with = + - @", compact=True,
+                           id="export-excel-safe",
+                           tooltip="so that a spreadsheet does not run a PACS value as a "
+                                   "formula (it changes those cells)")
             yield Static(id="export-error")
             with Horizontal(classes="button-row"):
                 yield Button("Export", id="export-ok", variant="primary", compact=True)
                 yield Button("Cancel", id="export-cancel", compact=True)
 
     def on_mount(self) -> None:
+        if self.download:
+            self.query_one("#export-folder-row").display = False
+            self.query_one("#export-overwrite").display = False
         self._kind_changed()
         self.query_one("#export-kind", RadioSet).focus()
 
@@ -170,20 +239,26 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
     @on(RadioSet.Changed, "#export-kind")
     def _kind_changed(self) -> None:
         kind = self._radio("export-kind") or "rsp"
-        self.query_one("#export-file-row").display = kind != "rsp"
+        names = {**DEFAULT_NAMES, "rsp": ZIP_NAME} if self.download else DEFAULT_NAMES
+        self.query_one("#export-file-row").display = kind in names
+        self.query_one("#export-excel-safe").display = kind == "csv"
         file_input = self.query_one("#export-file", Input)
-        if kind in DEFAULT_NAMES and file_input.value in DEFAULT_NAMES.values():
-            file_input.value = DEFAULT_NAMES[kind]
+        if kind in names and file_input.value in names.values():
+            file_input.value = names[kind]
         self.query_one("#export-error", Static).update("")
 
     def choice(self) -> ExportChoice:
         kind = self._radio("export-kind") or "rsp"
         folder = Path(os.path.expanduser(self.query_one("#export-folder", Input).value.strip()
                                          or "."))
-        filename = self.query_one("#export-file", Input).value.strip() if kind != "rsp" else None
+        named = kind != "rsp" or self.download
+        filename = self.query_one("#export-file", Input).value.strip() if named else None
         return ExportChoice(kind=kind, scope=self._radio("export-scope") or "all",
                             folder=folder, filename=filename or None,
-                            overwrite=self.query_one("#export-overwrite", Checkbox).value)
+                            overwrite=self.query_one("#export-overwrite", Checkbox).value,
+                            download=self.download,
+                            excel_safe=kind == "csv"
+                            and self.query_one("#export-excel-safe", Checkbox).value)
 
     @on(Button.Pressed, "#export-ok")
     @on(Input.Submitted)
@@ -196,7 +271,8 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
             self.query_one("#export-error", Static).update(Text(str(exc)))
             self.app.bell()
             return
-        self.app.export_folder = choice.folder
+        if not choice.download:
+            self.app.export_folder = choice.folder
         self.dismiss(choice)
 
     @on(Button.Pressed, "#export-cancel")

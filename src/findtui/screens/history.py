@@ -133,7 +133,7 @@ class HistoryScreen(Screen):
         yield Static(id="history-title")
         yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="history-keys")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         try:

@@ -286,7 +286,7 @@ class ProfilesScreen(Screen):
                     yield TextArea(id="pf-keys", soft_wrap=False, show_line_numbers=False,
                                    compact=True)
                     yield ExtNegForm(id="pf-extneg")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         # Two columns, not the Network tab's four: inline styles, as app.tcss outranks DEFAULT_CSS.

@@ -171,7 +171,7 @@ class QueryScreen(Screen):
                         id="filter-input", compact=True)
         yield Static(id="incomplete-banner")
         yield StatusLine(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._set_fresh(True)
@@ -506,6 +506,7 @@ class QueryScreen(Screen):
                                   state="running", split=split)
         table = self.query_one(ResultsTable)
         table.set_columns(columns)
+        table.set_empty_text("")
         table.add_class("-streaming")
         self._set_fresh(False)
         self.query_one("#log", Log).clear()
@@ -651,6 +652,7 @@ class QueryScreen(Screen):
         level = self._level
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
+        self._update_empty_text()
         self.post_message(RunEnded(level.request, list(level.keys), message.summary))
         self._show_banner()
         self.refresh_bindings()
@@ -663,6 +665,25 @@ class QueryScreen(Screen):
             self.query_one("#net-address", Input).focus()
 
     # -- results ----------------------------------------------------------
+
+    @on(ResultsTable.PositionChanged)
+    def _position_changed(self, event: ResultsTable.PositionChanged) -> None:
+        self.query_one(StatusLine).set_row(event.row)
+
+    def _update_empty_text(self) -> None:
+        """What the table says when it shows no row: no match, or no row passing the filter."""
+        table = self.query_one(ResultsTable)
+        level = self._level
+        text = ""
+        if level is not None and not self._query_running:
+            if not level.responses and level.state in ("success", "warning"):
+                criteria = [k for k in level.keys if key_value(k)]
+                where = request_level(level.request.identifier) or "worklist"
+                text = (f"No matches for {', '.join(criteria)} at {where} level"
+                        if criteria else f"No matches: the peer has no {where} records")
+            elif table.filter_text and not table.displayed_count:
+                text = f"No row contains {table.filter_text!r} · / then Esc clears the filter"
+        table.set_empty_text(text)
 
     @on(ResultsTable.RowSelected)
     def _row_selected(self, event: ResultsTable.RowSelected) -> None:
@@ -727,6 +748,7 @@ class QueryScreen(Screen):
         self._show_banner()
         self._fill_query(level.request, level.keys)
         self._update_breadcrumb()
+        self._update_empty_text()
         table.focus()
         self.refresh_bindings()
 
@@ -770,6 +792,7 @@ class QueryScreen(Screen):
         table.set_filter(text)
         self.query_one(StatusLine).set_filter_info(table.displayed_count if text else None,
                                                   f"filter {text!r}" if text else "")
+        self._update_empty_text()
 
     @on(Input.Submitted, "#filter-input")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -852,23 +875,32 @@ class QueryScreen(Screen):
             ExportScreen(total=len(level.responses), shown=shown,
                          selected=selected[1].index if selected else None,
                          sop_class_uid=level.request.model.sop_class_uid,
-                         folder=getattr(self.app, "export_folder", None) or Path.cwd()),
+                         folder=getattr(self.app, "export_folder", None) or Path.cwd(),
+                         download=self.app.is_web),
             done)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def _export(self, choice, responses: ResponseStore, request: FindRequest,
                 columns: list[str]) -> None:
-        from findtui.screens.export import write_export
+        from findtui.screens.export import export_download, write_export
 
+        download = None
         try:
-            text = write_export(choice, responses, request, columns)
+            if choice.download:
+                download, text = export_download(choice, responses, request, columns)
+            else:
+                text = write_export(choice, responses, request, columns)
         except (output.OutputError, OSError) as exc:
             self.post_message(ExportFinished(False, str(exc)))
             return
-        self.post_message(ExportFinished(True, text))
+        self.post_message(ExportFinished(True, text, download))
 
     @on(ExportFinished)
     def _export_finished(self, message: ExportFinished) -> None:
+        download = message.download
+        if download is not None:
+            self.app.deliver_binary(download.file, save_filename=download.name,
+                                    mime_type=download.mime_type)
         self.query_one("#log", Log).write_line(("I: " if message.ok else "E: ")
                                                + visible(message.text))
         self.notify(visible(message.text), title="Export" if message.ok else "Export failed",

@@ -103,10 +103,13 @@ class ResultsTable(ScrollView, can_focus=True):
     """
 
     ALLOW_MAXIMIZE = True
+    HELP_TITLE = "Results table"
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "results-table--header",
         "results-table--cursor",
+        "results-table--cell-cursor",
+        "results-table--empty",
     }
 
     DEFAULT_CSS = """
@@ -132,6 +135,14 @@ class ResultsTable(ScrollView, can_focus=True):
         &:ansi > .results-table--cursor {
             text-style: underline;
         }
+        /* the current cell (y copies it): reversed, visible without colour too */
+        & > .results-table--cell-cursor {
+            text-style: reverse;
+        }
+        & > .results-table--empty {
+            color: $text-muted;
+            text-style: italic;
+        }
         &:focus {
             background-tint: $foreground 5%;
             & > .results-table--cursor {
@@ -147,24 +158,18 @@ class ResultsTable(ScrollView, can_focus=True):
         Binding("enter", "select_row", "Detail", id="results.select"),
         Binding("s", "sort_next", "Sort", id="results.sort"),
         Binding("S", "sort_reverse", "Reverse", id="results.sort_reverse"),
-        Binding("up", "cursor_up", "Up", show=False, id="results.cursor_up"),
-        Binding("down", "cursor_down", "Down", show=False, id="results.cursor_down"),
+        Binding("up,k", "cursor_up", "Up", show=False, id="results.cursor_up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="results.cursor_down"),
         Binding("pageup", "cursor_page_up", "Page up", show=False, id="results.page_up"),
         Binding(
             "pagedown", "cursor_page_down", "Page down", show=False, id="results.page_down"
         ),
-        Binding("home", "cursor_first", "First row", show=False, id="results.first"),
-        Binding("end", "cursor_last", "Last row", show=False, id="results.last"),
-        Binding(
-            "left", "scroll_column_left", "Scroll left", show=False, id="results.scroll_left"
-        ),
-        Binding(
-            "right",
-            "scroll_column_right",
-            "Scroll right",
-            show=False,
-            id="results.scroll_right",
-        ),
+        Binding("home,g", "cursor_first", "First row", show=False, id="results.first"),
+        Binding("end,G", "cursor_last", "Last row", show=False, id="results.last"),
+        Binding("left,h", "column_left", "Previous column", show=False, id="results.column_left"),
+        Binding("right,l", "column_right", "Next column", show=False, id="results.column_right"),
+        Binding("y", "copy_cell", "Copy cell", show=False, id="results.copy_cell"),
+        Binding("Y", "copy_row", "Copy row", show=False, id="results.copy_row"),
     ]
 
     class _RowMessage(Message):
@@ -183,6 +188,18 @@ class ResultsTable(ScrollView, can_focus=True):
 
     class CursorMoved(_RowMessage):
         """The row under the cursor changed."""
+
+    class PositionChanged(Message):
+        """The cursor's place in the displayed order changed (``row`` None: nothing shown)."""
+
+        def __init__(self, results_table: ResultsTable, row: int | None) -> None:
+            super().__init__()
+            self.results_table = results_table
+            self.row = row
+
+        @property
+        def control(self) -> ResultsTable:
+            return self.results_table
 
     def __init__(
         self,
@@ -212,6 +229,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._cursor_row = 0
         self._cursor_source: int | None = None
         self._cursor_pinned = False
+        self._cursor_column = 0
+        self._position: int | None = None
+        self.empty_text = ""  # shown in place of rows when none is shown
         self._merge_timer: Timer | None = None
         self._strip_cache: LRUCache[tuple[int, bool], Strip] = LRUCache(256)
         self._styles: tuple[Style, Style, Style] | None = None
@@ -275,6 +295,33 @@ class ResultsTable(ScrollView, can_focus=True):
         self._merge_pending()
         return self._cursor_source
 
+    @property
+    def cursor_column(self) -> int:
+        """The column of the current cell (Left/Right move it; y copies the cell)."""
+        return self._cursor_column
+
+    def cell_text(self) -> tuple[str, str] | None:
+        """(column label, text) of the current cell, as shown; None when nothing is shown."""
+        source = self.cursor_source_index
+        if source is None or not self._columns:
+            return None
+        row = self._rows[source]
+        column = self._cursor_column
+        return self._labels[column], visible(row[column]) if column < len(row) else ""
+
+    def row_text(self) -> str | None:
+        """The row under the cursor as shown, its cells separated by tabs."""
+        source = self.cursor_source_index
+        if source is None:
+            return None
+        return "\t".join(visible(cell) for cell in self._rows[source])
+
+    def set_empty_text(self, text: str) -> None:
+        """What the body says while no row is shown (e.g. "No matches for …")."""
+        if text != self.empty_text:
+            self.empty_text = text
+            self.refresh()
+
     def get_row(self, source_index: int) -> tuple[str, ...]:
         """The row with this arrival index, as it was added."""
         return self._rows[source_index]
@@ -296,6 +343,7 @@ class ResultsTable(ScrollView, can_focus=True):
         ]
         self._sort_column = None
         self._sort_reverse = False
+        self._cursor_column = 0
         self.clear()
 
     def clear(self) -> None:
@@ -312,6 +360,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._cursor_source = None
         self._cursor_pinned = False
         self._strip_cache.clear()
+        self._post_position()
         self._update_virtual_size()
         if self.is_mounted:
             self.scroll_to(0, 0, animate=False, force=True)
@@ -421,17 +470,46 @@ class ResultsTable(ScrollView, can_focus=True):
     def action_cursor_last(self) -> None:
         self.move_cursor(self._shown_count() + len(self._pending) - 1)
 
-    def action_scroll_column_right(self) -> None:
-        x = int(self.scroll_x)
-        index = bisect_right(self._offsets, x)
-        target = self._offsets[index] if index < len(self._offsets) else self.max_scroll_x
-        self.scroll_to(x=min(target, self.max_scroll_x), animate=False, force=True)
+    def action_column_right(self) -> None:
+        self.move_column(self._cursor_column + 1)
 
-    def action_scroll_column_left(self) -> None:
-        x = int(self.scroll_x)
-        index = bisect_right(self._offsets, x - 1) - 1
-        target = self._offsets[index] if index >= 0 else 0
-        self.scroll_to(x=target, animate=False, force=True)
+    def action_column_left(self) -> None:
+        self.move_column(self._cursor_column - 1)
+
+    def move_column(self, column: int) -> None:
+        """Put the cell cursor on ``column`` (clamped) and scroll it into view."""
+        if not self._columns:
+            return
+        column = max(0, min(column, len(self._columns) - 1))
+        if column != self._cursor_column:
+            self._cursor_column = column
+            self._strip_cache.clear()
+            self._refresh_row(self._cursor_row)
+        left = self._offsets[column]
+        right = left + self._widths[column] + 2
+        x, width = int(self.scroll_x), self.scrollable_content_region.width
+        if left < x or column == 0:
+            self.scroll_to(x=left, animate=False, force=True)
+        elif right > x + width:
+            self.scroll_to(x=min(self.max_scroll_x, max(left, right - width)), animate=False,
+                           force=True)
+
+    def action_copy_cell(self) -> None:
+        cell = self.cell_text()
+        if cell is None:
+            return
+        label, text = cell
+        self.app.copy_to_clipboard(text)
+        self.notify(text if len(text) <= 60 else text[:59] + "…",
+                    title=f"Copied {label}", timeout=3, markup=False)
+
+    def action_copy_row(self) -> None:
+        text = self.row_text()
+        if text is None:
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"{len(self._columns)} cells, separated by tabs", title="Copied the row",
+                    timeout=3, markup=False)
 
     def action_sort_next(self) -> None:
         """Cycle: arrival order -> column 0 ▲ -> column 1 ▲ -> … -> arrival order."""
@@ -494,6 +572,8 @@ class ResultsTable(ScrollView, can_focus=True):
             self.rich_style,
             self.get_component_rich_style("results-table--header"),
             self.get_component_rich_style("results-table--cursor"),
+            self.get_component_rich_style("results-table--cell-cursor", partial=True),
+            self.get_component_rich_style("results-table--empty", partial=True),
         )
         if styles != self._styles:
             self._styles = styles
@@ -511,11 +591,15 @@ class ResultsTable(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         scroll_x, scroll_y = self.scroll_offset
-        base, header, cursor = self._styles or (self.rich_style, Style(), Style())
+        base, header, cursor, _, empty = self._styles or (
+            self.rich_style, Style(), Style(), Style(), Style())
         if y == 0:
             return self._header_strip(header).crop_extend(scroll_x, scroll_x + width, header)
         row = scroll_y + y - 1
         if row >= self._shown_count():
+            if row == 0 and self.empty_text:
+                return Strip([Segment(" " + _fit(visible(self.empty_text), width - 1),
+                                      base + empty)], width)
             return Strip.blank(width, base)
         is_cursor = row == self._cursor_row
         style = cursor if is_cursor else base
@@ -539,13 +623,15 @@ class ResultsTable(ScrollView, can_focus=True):
         if strip is None:
             row = self._rows[source]
             cells = len(row)
+            current = self._cursor_column if is_cursor else -1
+            cell_style = style + (self._styles[3] if self._styles else Style(reverse=True))
             # One segment a cell, kept apart by its meta, so that exports (SVG) place
             # each cell at its own offset whatever the font makes of wide characters.
             strip = Strip(
                 [
                     Segment(
                         f" {_fit(visible(row[column]) if column < cells else '', width)} ",
-                        style + _column_meta(column),
+                        (cell_style if column == current else style) + _column_meta(column),
                     )
                     for column, width in enumerate(self._widths)
                 ],
@@ -634,10 +720,17 @@ class ResultsTable(ScrollView, can_focus=True):
         self._cursor_row = row
         self._refresh_row(old_row)
         self._refresh_row(row)
+        self._post_position()
         if source != self._cursor_source:
             self._cursor_source = source
             if source is not None:
                 self.post_message(self.CursorMoved(self, source))
+
+    def _post_position(self) -> None:
+        position = self._cursor_row if self._shown_count() else None
+        if position != self._position:
+            self._position = position
+            self.post_message(self.PositionChanged(self, position))
 
     def _refresh_row(self, row: int) -> None:
         top = int(self.scroll_y)

@@ -1,4 +1,5 @@
-"""The status line: state, matches so far, rate, elapsed; then the final status."""
+"""The status line: state, matches so far, rate, elapsed; then the final status; the
+cursor's row ("37/119") and, filtered, how many rows are shown ("4 shown of 119")."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class StatusLine(Static):
         self.ended: float | None = None
         self.outcome: QueryOutcome | None = None
         self.shown: int | None = None  # rows shown when a filter is on
+        self.row: int | None = None  # the cursor's row in the displayed order (0-based)
         self.extra = ""
         self._timer = None
         self._rendered_at = 0.0
@@ -102,6 +104,12 @@ class StatusLine(Static):
             self._timer.pause()
         self._render_line()
 
+    def set_row(self, row: int | None) -> None:
+        """The cursor moved (None: no row shown)."""
+        if row != self.row:
+            self.row = row
+            self._render_line()
+
     def set_filter_info(self, shown: int | None, extra: str = "") -> None:
         self.shown = shown
         self.extra = extra
@@ -121,6 +129,7 @@ class StatusLine(Static):
         parts: list = [(f"{icon} ", f"bold {icon_style}")]
         elapsed = self.elapsed
         timing = self.show_timing and elapsed is not None
+        detail = ""  # last: a long one is cut at the edge, not the counts before it
         if state == "idle":
             parts.append("Ready")
             if not self.matches:
@@ -139,12 +148,16 @@ class StatusLine(Static):
             if timing:
                 parts.append((f" in {elapsed:.1f} s", "$text-muted"))
             if outcome and outcome.detail:
-                parts.append(" · ")
-                parts.append(visible(outcome.detail))
+                detail = visible(outcome.detail)
+        shown = self.matches if self.shown is None else self.shown
+        if self.row is not None and shown:
+            parts.append(f" · row {min(self.row + 1, shown):,}/{shown:,}")
         if self.shown is not None:
-            parts.append((f" · showing {self.shown:,}", "$text-muted"))
+            parts.append((f" · {self.shown:,} shown of {self.matches:,}", "$text-muted"))
         if self.extra:
             parts.append((f" · {visible(self.extra)}", "$text-muted"))
+        if detail:
+            parts += [" · ", detail]
         self._rendered_at = time.monotonic()
         if not self.has_class(f"-{state}"):
             self.set_classes(f"-{state}")
