@@ -139,6 +139,35 @@ def test_retrieve_receives_what_dcmtk_receives(request, peer_name, method, ports
     assert not part_files(ours)
 
 
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_the_demo_scp_serves_retrieves(tmp_path, method):
+    """The demo SCP (the TUI's --demo) answers C-GET and C-MOVE with its images; DCMTK's
+    getscu receives the same instances from it."""
+    from findtui.demo import DemoSCP
+    from findtui.demo.retrieve import select
+
+    port = peers.free_port()
+    with DemoSCP(patients=4, seed=3, move_port=port) as demo:
+        patient = demo.data.patients[1][1]
+        extra = ["--store-port", str(port), "--store-host", "127.0.0.1"] if method == "move" \
+            else []
+        r = findtui("-S", "-aec", demo.ae_title, demo.address, str(demo.port), "-k",
+                    "QueryRetrieveLevel=STUDY", "-k", f"PatientID={patient}", "--retrieve",
+                    method, *extra, "-od", str(tmp_path / "ours"))
+        assert r.returncode == 0, r.stderr
+        ident = Dataset()
+        ident.QueryRetrieveLevel, ident.PatientID = "PATIENT", patient
+        expected = {c[3][0] for c in select(demo.data, ident)}
+        getscu = peers.require_binary("getscu", "dcmtk")
+        (tmp_path / "dcmtk").mkdir()
+        d = subprocess.run([getscu, "-P", "-aec", demo.ae_title, "-od", str(tmp_path / "dcmtk"),
+                            demo.address, str(demo.port), "-k", "QueryRetrieveLevel=PATIENT",
+                            "-k", f"PatientID={patient}"], capture_output=True, text=True)
+        assert d.returncode == 0, d.stderr
+    assert received_uids(tmp_path / "ours") == received_uids(tmp_path / "dcmtk") == expected
+    assert expected
+
+
 def test_a_second_run_resumes_and_writes_nothing(orthanc_rt, tmp_path):
     patient = _patient_with_studies(orthanc_rt)
     args = ["-S", "-aec", orthanc_rt.ae_title, orthanc_rt.address, str(orthanc_rt.port), "-k",

@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from textual import on
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 
@@ -53,6 +53,7 @@ class FindtuiApp(App):
         Binding("f7", "profiles", "Profiles", id="app.profiles", show=False),
         Binding("f8", "history", "History", id="app.history", show=False),
         Binding("ctrl+s", "save_as", "Save as", id="app.save_as", show=False),
+        Binding("f12", "retrieve_queue", "Retrieve queue", id="app.retrieve_queue", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, demo: bool = False,
@@ -69,6 +70,10 @@ class FindtuiApp(App):
         self.initial_profiles = profiles  # (node, query) profile names the request came from
         self.show_timing = os.environ.get(STATIC_STATUS_ENV, "") in ("", "0")
         self.export_folder: Path | None = None
+        from findtui.screens.retrieve import RetrieveQueue
+
+        self.retrieve_queue = RetrieveQueue()
+        self.retrieve_defaults = None  # the retrieve dialog's last settings
 
     def on_mount(self) -> None:
         request = self.initial_request
@@ -123,6 +128,46 @@ class FindtuiApp(App):
 
         save_form_as(self.query_screen)
 
+    # -- retrieve -------------------------------------------------------------
+
+    def retrieve_settings(self):
+        """The retrieve dialog's defaults: the last ones used, else the node profile's."""
+        from findtui.screens.retrieve import RetrieveSettings
+
+        if self.retrieve_defaults is not None:
+            return self.retrieve_defaults
+        folder = str(self.export_folder or Path.cwd())
+        return RetrieveSettings(folder=folder)
+
+    def queue_retrieves(self, settings, network: Network, model: QueryModel, items,
+                        titles=None) -> None:
+        """Add a job per item to the queue, start the worker, show the queue."""
+        from findtui.screens.retrieve import RetrieveScreen
+
+        added = self.retrieve_queue.add(settings, network, model, items, titles)
+        self.start_retrieves()
+        self.notify(f"{len(added)} retrieve job(s) queued (F12 shows the queue)", timeout=3)
+        if not isinstance(self.screen, RetrieveScreen):
+            self.push_screen(RetrieveScreen(self.retrieve_queue))
+
+    def start_retrieves(self) -> None:
+        """Run the queue's waiting jobs in a worker thread (one at a time)."""
+        if not any(w.group == "retrieve" and not w.is_finished for w in self.workers):
+            self._run_retrieves()
+
+    @work(thread=True, group="retrieve", exit_on_error=False)
+    def _run_retrieves(self) -> None:
+        while self.retrieve_queue.run_next() is not None:
+            pass
+
+    def action_retrieve_queue(self) -> None:
+        from findtui.screens.retrieve import RetrieveScreen
+
+        if isinstance(self.screen, RetrieveScreen):
+            self.pop_screen()
+        else:
+            self.push_screen(RetrieveScreen(self.retrieve_queue))
+
     @on(RunEnded)
     def _record_run(self, message: RunEnded) -> None:
         from findtui.screens.history import record_run
@@ -166,6 +211,8 @@ class FindtuiApp(App):
             screen = None
         if screen is not None:
             screen.cancel_query()
+        for task in self.retrieve_queue.tasks:
+            self.retrieve_queue.cancel(task)
         if self.demo is not None:
             self.demo.stop()
             self.demo = None

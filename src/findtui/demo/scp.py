@@ -81,7 +81,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom._handlers import (
     standard_dimse_recv_handler,
@@ -90,6 +90,7 @@ from pynetdicom._handlers import (
     standard_pdu_sent_handler,
 )
 from pynetdicom.dsutils import encode
+from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from findtui.engine.models import TRANSFER_SYNTAX_NAMES, TRANSFER_SYNTAXES, QueryModel
@@ -190,6 +191,16 @@ _MODALITY_INFO: dict[str, tuple] = {
 }
 _SR_INFO = ("Radiology Report", "1.2.840.10008.5.1.4.1.1.88.11")
 _MODALITIES = tuple(_MODALITY_INFO)
+# The storage classes of the demo's images, and the retrieve models it serves.
+_DEMO_STORAGE = tuple(dict.fromkeys([*(info[6] for info in _MODALITY_INFO.values()),
+                                     _SR_INFO[1]]))
+_STORE_CONTEXTS = [build_context(uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+                   for uid in _DEMO_STORAGE]  # the C-MOVE sub-association's proposal
+_RETRIEVE_SOP_CLASSES = (
+    "1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.1.3",  # Patient Root MOVE, GET
+    "1.2.840.10008.5.1.4.1.2.2.2", "1.2.840.10008.5.1.4.1.2.2.3",  # Study Root MOVE, GET
+    "1.2.840.10008.5.1.4.1.2.3.2", "1.2.840.10008.5.1.4.1.2.3.3",  # Patient/Study Only
+)
 _MOD_CUMULATIVE: list[float] = []
 _total = sum(info[0] for info in _MODALITY_INFO.values())
 _acc = 0.0
@@ -1028,6 +1039,8 @@ class DemoSCP:
         require_called_aet: bool = False,
         cap: int | None = None,
         cap_style: str = "cancel",
+        move_destinations: dict[str, tuple[str, int]] | None = None,
+        move_port: int | None = None,
     ):
         self.port = port
         self.ae_title = ae_title
@@ -1039,6 +1052,11 @@ class DemoSCP:
         if cap_style not in CAP_STYLES:
             raise ValueError(f"cap_style must be one of {', '.join(CAP_STYLES)}")
         self.cap, self.cap_style = cap, cap_style
+        # C-MOVE: where each destination AE listens; with move_port, any other AE title is
+        # the requesting host at that port (a demo needs no registration).
+        self.move_destinations = dict(move_destinations or {})
+        self.move_port = move_port
+        self.retrieve_requests = 0
         self.associations = 0  # connections accepted (a client reusing one association: 1)
         self.transfer_syntaxes = _resolve_transfer_syntaxes(transfer_syntaxes)
         self.data = DemoData(patients=patients, studies=studies, seed=seed)
@@ -1064,10 +1082,17 @@ class DemoSCP:
         for model in QueryModel:
             ae.add_supported_context(model.sop_class_uid, self.transfer_syntaxes)
         ae.add_supported_context(Verification, self.transfer_syntaxes)
+        for uid in _RETRIEVE_SOP_CLASSES:
+            ae.add_supported_context(uid, self.transfer_syntaxes)
+        for uid in _DEMO_STORAGE:  # C-GET: we send these back as an SCU on their association
+            ae.add_supported_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian],
+                                     scu_role=False, scp_role=True)
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_SOP_EXTENDED, self._on_sop_extended),
             (evt.EVT_C_FIND, self._on_c_find),
+            (evt.EVT_C_GET, self._on_c_get),
+            (evt.EVT_C_MOVE, self._on_c_move),
         ]
         self._server = ae.start_server((self.address, self.port), block=False,
                                        evt_handlers=handlers)
@@ -1170,6 +1195,58 @@ class DemoSCP:
         if beyond and self.cap_style == "cancel":  # Orthanc's LimitFindResults: a Cancel
             yield 0xFE00, None
 
+    def _retrieve_datasets(self, event: evt.Event):
+        """(count, datasets) of a C-GET/C-MOVE identifier, or a QueryError."""
+        from findtui.demo.retrieve import instance, select
+
+        self.retrieve_requests += 1
+        try:
+            ident = event.identifier
+            contexts = select(self.data, ident)
+        except QueryError as err:
+            return err
+        except Exception as exc:  # noqa: BLE001 - an undecodable identifier
+            return QueryError(0xC000, f"Cannot decode identifier: {exc}"[:64])
+        return len(contexts), (instance(c) for c in contexts)
+
+    def _on_c_get(self, event: evt.Event) -> Iterator:
+        found = self._retrieve_datasets(event)
+        if isinstance(found, QueryError):
+            yield found.status_dataset()
+            return
+        count, datasets = found
+        yield count
+        for ds in datasets:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, ds
+
+    def _on_c_move(self, event: evt.Event) -> Iterator:
+        destination = (event.move_destination or b"")
+        if isinstance(destination, bytes):
+            destination = destination.decode("ascii", "replace")
+        destination = destination.strip()
+        where = self.move_destinations.get(destination)
+        if where is None and self.move_port is not None:
+            where = (event.assoc.requestor.address, self.move_port)
+        if where is None:
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        found = self._retrieve_datasets(event)
+        if isinstance(found, QueryError):
+            yield where[0], where[1]
+            yield found.status_dataset()
+            return
+        count, datasets = found
+        yield where[0], where[1], {"contexts": _STORE_CONTEXTS}
+        yield count
+        for ds in datasets:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, ds
+
     def _send_pendings(self, event: evt.Event, plan: _Plan, ts: UID,
                        limit: int | None = None) -> Iterator:
         """The pending responses written straight to the socket as P-DATA PDUs.
@@ -1224,7 +1301,8 @@ class DemoSCP:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="findtui demo-scp",
-        description="Run the embedded demo C-FIND SCP on 127.0.0.1 with synthetic data.",
+        description="Run the embedded demo SCP (C-FIND, C-GET, C-MOVE, C-ECHO) on 127.0.0.1 "
+                    "with synthetic data.",
     )
     parser.add_argument("--port", type=int, default=11112,
                         help="TCP port (default 11112; 0 picks a free one)")
@@ -1240,6 +1318,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="past the cap: 'cancel' sends N matches then Cancel 0xFE00 "
                              "(Orthanc), 'failure' refuses with 0xA700 'Too many matches' "
                              "(dcm4chee), 'success' stops at N with Success (default: cancel)")
+    parser.add_argument("--move-port", type=int, metavar="PORT", default=11113,
+                        help="C-MOVE: send to the requesting host at this port, whatever the "
+                             "destination AE title (default 11113, findtui's --store-port)")
     args = parser.parse_args(argv)
     if args.patients < 1 or (args.studies is not None and args.studies < 0) or args.port < 0:
         parser.error("--patients must be >= 1, --studies and --port >= 0")
@@ -1264,7 +1345,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             demo = DemoSCP(port=args.port, patients=args.patients, studies=args.studies,
                            seed=args.seed, ae_title=args.aet, cap=args.cap,
-                           cap_style=args.cap_style).start()
+                           cap_style=args.cap_style, move_port=args.move_port).start()
         except OSError as exc:
             print(f"findtui demo-scp: cannot listen on {DemoSCP.address}:{args.port}: {exc}",
                   file=sys.stderr)

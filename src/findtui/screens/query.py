@@ -116,6 +116,7 @@ class QueryScreen(Screen):
         Binding("f6,ctrl+o", "export", "Export", id="query.export"),
         Binding("f4,ctrl+t", "echo", "C-ECHO", id="query.echo", show=False),
         Binding("f9", "split", "Split", id="query.split", show=False),
+        Binding("R", "retrieve", "Retrieve", id="query.retrieve", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, run_on_start: bool = False) -> None:
@@ -418,6 +419,10 @@ class QueryScreen(Screen):
             return bool(self._level and self._level.responses) or None
         if action == "split":  # offered once a run came back incomplete
             return self._offers_split()
+        if action == "retrieve":
+            level = self._level
+            return bool(table_focused and level and level.responses
+                        and level.request.model is not QueryModel.WORKLIST)
         return True
 
     def _offers_split(self) -> bool:
@@ -669,6 +674,55 @@ class QueryScreen(Screen):
     @on(ResultsTable.PositionChanged)
     def _position_changed(self, event: ResultsTable.PositionChanged) -> None:
         self.query_one(StatusLine).set_row(event.row)
+
+    @on(ResultsTable.MarksChanged)
+    def _marks_changed(self, event: ResultsTable.MarksChanged) -> None:
+        self.query_one(StatusLine).set_marked(event.count)
+
+    def action_retrieve(self) -> None:
+        """Retrieve the marked rows (or the current one): a dialog, then the queue."""
+        from findtui.engine.retrieve import RetrieveError, item_from_match
+        from findtui.screens.retrieve import RetrieveDialog
+
+        level = self._level
+        table = self.query_one(ResultsTable)
+        if level is None or not level.responses:
+            self.notify("Nothing to retrieve yet: run a query first", severity="warning")
+            return
+        sources = table.marked or ([table.cursor_source_index]
+                                   if table.cursor_source_index is not None else [])
+        model = level.request.model
+        what = request_level(level.request.identifier) or "PATIENT"
+        items, titles, seen = [], [], set()
+        try:
+            for source in sources:
+                ds = level.responses[source].identifier
+                item = item_from_match(model, what, ds)
+                if item.label not in seen:
+                    seen.add(item.label)
+                    items.append(item)
+                    titles.append(row_title(ds, what))
+        except (RetrieveError, IdentifierDecodeError) as exc:
+            self.notify(visible(str(exc)), title="Cannot retrieve", severity="error",
+                        timeout=8)
+            return
+        if not items:
+            return
+        noun = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series",
+                "IMAGE": "image"}.get(what, "item")
+        noun = noun if len(items) == 1 or noun == "series" else (
+            "studies" if noun == "study" else noun + "s")
+
+        def done(settings) -> None:
+            if settings is None:
+                return
+            self.app.retrieve_defaults = settings  # type: ignore[attr-defined]
+            self.app.queue_retrieves(settings, level.request.network, model,  # type: ignore[attr-defined]
+                                     items, titles)
+            table.clear_marks()
+
+        self.app.push_screen(RetrieveDialog(len(items), noun, self.app.retrieve_settings()),  # type: ignore[attr-defined]
+                             done)
 
     def _update_empty_text(self) -> None:
         """What the table says when it shows no row: no match, or no row passing the filter."""
@@ -928,6 +982,10 @@ class QueryScreen(Screen):
                 ("Filter rows", partial(run, "filter"), "Show rows containing a text (/)"),
                 ("Drill down", partial(run, "drill"), "Query the level below the row (d)"),
             ]
+            if level.request.model is not QueryModel.WORKLIST:
+                commands.append(("Retrieve marked rows…", self.action_retrieve,
+                                 "C-GET or C-MOVE the rows marked with Space, or the "
+                                 "current one (R)"))
             table = self.query_one(ResultsTable)
             for i, column in enumerate(level.columns):
                 commands.append((f"Sort by {column}", partial(table.sort_by, i),

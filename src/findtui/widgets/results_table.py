@@ -168,6 +168,7 @@ class ResultsTable(ScrollView, can_focus=True):
         Binding("end,G", "cursor_last", "Last row", show=False, id="results.last"),
         Binding("left,h", "column_left", "Previous column", show=False, id="results.column_left"),
         Binding("right,l", "column_right", "Next column", show=False, id="results.column_right"),
+        Binding("space", "toggle_mark", "Mark", show=False, id="results.mark"),
         Binding("y", "copy_cell", "Copy cell", show=False, id="results.copy_cell"),
         Binding("Y", "copy_row", "Copy row", show=False, id="results.copy_row"),
     ]
@@ -188,6 +189,18 @@ class ResultsTable(ScrollView, can_focus=True):
 
     class CursorMoved(_RowMessage):
         """The row under the cursor changed."""
+
+    class MarksChanged(Message):
+        """Rows were marked or unmarked (``count``: how many are marked now)."""
+
+        def __init__(self, results_table: ResultsTable, count: int) -> None:
+            super().__init__()
+            self.results_table = results_table
+            self.count = count
+
+        @property
+        def control(self) -> ResultsTable:
+            return self.results_table
 
     class PositionChanged(Message):
         """The cursor's place in the displayed order changed (``row`` None: nothing shown)."""
@@ -231,6 +244,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._cursor_pinned = False
         self._cursor_column = 0
         self._position: int | None = None
+        self._marked: set[int] = set()  # source indices marked with Space (to retrieve)
         self.empty_text = ""  # shown in place of rows when none is shown
         self._merge_timer: Timer | None = None
         self._strip_cache: LRUCache[tuple[int, bool], Strip] = LRUCache(256)
@@ -316,6 +330,27 @@ class ResultsTable(ScrollView, can_focus=True):
             return None
         return "\t".join(visible(cell) for cell in self._rows[source])
 
+    @property
+    def marked(self) -> list[int]:
+        """The source indices of the marked rows, in arrival order."""
+        return sorted(self._marked)
+
+    def toggle_mark(self, source: int) -> None:
+        if source in self._marked:
+            self._marked.discard(source)
+        else:
+            self._marked.add(source)
+        self._strip_cache.clear()
+        self.refresh()
+        self.post_message(self.MarksChanged(self, len(self._marked)))
+
+    def clear_marks(self) -> None:
+        if self._marked:
+            self._marked.clear()
+            self._strip_cache.clear()
+            self.refresh()
+            self.post_message(self.MarksChanged(self, 0))
+
     def set_empty_text(self, text: str) -> None:
         """What the body says while no row is shown (e.g. "No matches for …")."""
         if text != self.empty_text:
@@ -359,6 +394,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._cursor_row = 0
         self._cursor_source = None
         self._cursor_pinned = False
+        if self._marked:
+            self._marked.clear()
+            self.post_message(self.MarksChanged(self, 0))
         self._strip_cache.clear()
         self._post_position()
         self._update_virtual_size()
@@ -451,6 +489,14 @@ class ResultsTable(ScrollView, can_focus=True):
         source = self.cursor_source_index
         if source is not None:
             self.post_message(self.RowSelected(self, source))
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the current row (a ● before it), then move down, as in a file
+        manager: Space Space Space marks three rows."""
+        source = self.cursor_source_index
+        if source is not None:
+            self.toggle_mark(source)
+            self.move_cursor(self.cursor_row + 1)
 
     def action_cursor_up(self) -> None:
         self.move_cursor(self.cursor_row - 1)
@@ -627,10 +673,14 @@ class ResultsTable(ScrollView, can_focus=True):
             cell_style = style + (self._styles[3] if self._styles else Style(reverse=True))
             # One segment a cell, kept apart by its meta, so that exports (SVG) place
             # each cell at its own offset whatever the font makes of wide characters.
+            # A marked row shows ● in the first cell's leading space: no layout change,
+            # visible without colour.
+            lead = "●" if source in self._marked else " "
             strip = Strip(
                 [
                     Segment(
-                        f" {_fit(visible(row[column]) if column < cells else '', width)} ",
+                        f"{lead if column == 0 else ' '}"
+                        f"{_fit(visible(row[column]) if column < cells else '', width)} ",
                         (cell_style if column == current else style) + _column_meta(column),
                     )
                     for column, width in enumerate(self._widths)

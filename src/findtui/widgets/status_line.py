@@ -55,6 +55,7 @@ class StatusLine(Static):
         self.shown: int | None = None  # rows shown when a filter is on
         self.row: int | None = None  # the cursor's row in the displayed order (0-based)
         self.extra = ""
+        self.marked = 0  # rows marked with Space (R retrieves them)
         self._timer = None
         self._rendered_at = 0.0
 
@@ -110,6 +111,11 @@ class StatusLine(Static):
             self.row = row
             self._render_line()
 
+    def set_marked(self, count: int) -> None:
+        if count != self.marked:
+            self.marked = count
+            self._render_line()
+
     def set_filter_info(self, shown: int | None, extra: str = "") -> None:
         self.shown = shown
         self.extra = extra
@@ -154,6 +160,8 @@ class StatusLine(Static):
             parts.append(f" · row {min(self.row + 1, shown):,}/{shown:,}")
         if self.shown is not None:
             parts.append((f" · {self.shown:,} shown of {self.matches:,}", "$text-muted"))
+        if self.marked:
+            parts.append((f" · {self.marked:,} marked (R retrieves)", "bold"))
         if self.extra:
             parts.append((f" · {visible(self.extra)}", "$text-muted"))
         if detail:
