@@ -145,3 +145,55 @@ async def test_a_bad_layout_is_refused_in_the_dialog(tmp_path):
         assert app.screen is dialog
         assert "must contain {SOPInstanceUID}" in str(dialog.query_one("#retrieve-error").render())
         assert not app.retrieve_queue.tasks
+
+
+def test_ui_gate_holds_the_query_thread_while_the_ui_draws():
+    """UiGate: the query thread's wait() returns at once when the UI is idle, and only
+    after the UI leaves the gate while it draws (streaming then never takes the GIL from a
+    frame being drawn)."""
+    import threading
+
+    from findtui.screens.query_logic import UiGate
+
+    gate = UiGate()
+    gate.wait()  # idle: returns at once
+    order = []
+    inside = threading.Event()
+
+    def query_thread():
+        inside.wait()
+        gate.wait(limit=30)
+        order.append("query went on")
+
+    worker = threading.Thread(target=query_thread)
+    worker.start()
+    with gate:
+        inside.set()
+        threading.Event().wait(0.05)
+        order.append("ui drew")
+    worker.join(10)
+    assert order == ["ui drew", "query went on"]
+
+
+def test_streamed_rows_are_frozen_out_of_the_collector_and_settled_on_the_next_query(
+        monkeypatch):
+    import gc
+
+    import findtui.screens.query as query_module
+
+    settled = []
+    real = query_module._settle_heap
+    monkeypatch.setattr(query_module, "_settle_heap", lambda: (settled.append(1), real()))
+
+    @sync
+    async def scenario():
+        app = make_app(demo=True, demo_options={"patients": 6, "seed": 3}, no_history=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.query_screen
+            gc.unfreeze()
+            await run_query(pilot)
+            assert screen._froze and gc.get_freeze_count() > 0 and settled == []
+            await run_query(pilot)  # settles the last stream's heap first, then freezes
+            assert settled == [1] and screen._froze
+
+    scenario()

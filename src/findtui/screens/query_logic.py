@@ -176,6 +176,29 @@ def build_row(response: Pending, columns: Sequence[str],
     return tuple(fmt(cell) for fmt, cell in zip(formatters, cells))
 
 
+class UiGate:
+    """The UI thread says when it draws or takes in rows; the query thread steps aside
+    meanwhile. (Two threads busy in Python share the GIL in switch-interval slices: a
+    frame drawn while the query thread decodes would take twice as long, or more.)"""
+
+    def __init__(self) -> None:
+        self.busy = 0
+
+    def __enter__(self) -> UiGate:
+        self.busy += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy -= 1
+
+    def wait(self, limit: float = 0.05) -> None:
+        """On the query thread: while the UI is busy, sleep (the GIL is the UI's)."""
+        if self.busy:
+            deadline = time.perf_counter() + limit
+            while self.busy and time.perf_counter() < deadline:
+                time.sleep(0.0005)
+
+
 class RowBatcher:
     """Collects rows on the query thread; a flusher thread posts them in batches.
 

@@ -25,6 +25,8 @@ Design, in short:
 
 from __future__ import annotations
 
+import contextlib
+
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -245,6 +247,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._cursor_column = 0
         self._position: int | None = None
         self._marked: set[int] = set()  # source indices marked with Space (to retrieve)
+        # entered while drawing (a context manager, e.g. the query screen's UiGate: its
+        # query thread steps aside while the table draws)
+        self.drawing = contextlib.nullcontext()
         self.empty_text = ""  # shown in place of rows when none is shown
         self._merge_timer: Timer | None = None
         self._strip_cache: LRUCache[tuple[int, bool], Strip] = LRUCache(256)
@@ -614,6 +619,10 @@ class ResultsTable(ScrollView, can_focus=True):
         self._strip_cache.clear()
 
     def render_lines(self, crop: Region) -> list[Strip]:
+        with self.drawing:
+            return self._render_lines(crop)
+
+    def _render_lines(self, crop: Region) -> list[Strip]:
         styles = (
             self.rich_style,
             self.get_component_rich_style("results-table--header"),
