@@ -24,3 +24,15 @@ async def wait_for(pilot, predicate, timeout: float = 30.0, what: str = "conditi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def run_and_wait(pilot, key: str = "f5"):
+    """Press ``key`` (F5: run) and wait until that query has finished; returns the screen."""
+    screen = pilot.app.query_screen
+    before = screen._run_id
+    await pilot.press(key)
+    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
+                   what="the query to finish")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    return screen

@@ -28,7 +28,7 @@ from findtui.widgets.status_line import StatusLine
 # pydicom warns about the hostile values (raw, in pytest's summary): the TUI never shows those.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-from pilot import sync, wait_for  # noqa: E402
+from pilot import run_and_wait, sync, wait_for  # noqa: E402
 
 SIZE = (80, 24)
 ESC, BEL = "\x1b", "\x07"
@@ -60,16 +60,6 @@ def app_for(address: str, port: int, called: str = "ANY-SCP", **network):
     app.show_timing = False
     return app
 
-
-async def run_and_wait(pilot):
-    screen = pilot.app.query_screen
-    before = screen._run_id
-    await pilot.press("f5")
-    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
-                   what="the query to finish")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    return screen
 
 
 def lines_of(widget) -> list[str]:

@@ -18,20 +18,10 @@ from findtui.widgets.key_editor import KeyEditor
 from findtui.widgets.results_table import ResultsTable
 from findtui.widgets.status_line import StatusLine
 
-from pilot import sync, wait_for  # noqa: E402
+from pilot import run_and_wait, sync, wait_for  # noqa: E402
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
-
-async def run_and_wait(pilot) -> QueryScreen:
-    screen = pilot.app.query_screen
-    before = screen._run_id
-    await pilot.press("f5")
-    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
-                   what="the query to finish")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    return screen
 
 
 def status_text(app) -> str:

@@ -18,19 +18,9 @@ from findtui.widgets.results_table import ResultsTable
 from findtui.widgets.status_line import StatusLine
 
 import peers
-from pilot import sync, wait_for  # noqa: E402
+from pilot import run_and_wait, sync, wait_for  # noqa: E402
 
 SIZE = (80, 24)
-
-
-async def run_query(pilot) -> None:
-    screen = pilot.app.query_screen
-    before = screen._run_id
-    await pilot.press("f5")
-    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
-                   what="the query to finish")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def uids_on_disk(folder: Path) -> set[str]:
@@ -63,7 +53,7 @@ async def test_mark_rows_and_retrieve_them(tmp_path, method):
                    no_history=True)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.query_screen
-        await run_query(pilot)
+        await run_and_wait(pilot)
         table = screen.query_one(ResultsTable)
         table.focus()
         await pilot.press("space", "space")  # the first two rows
@@ -95,7 +85,7 @@ async def test_cancel_a_queued_job_then_retry_it(tmp_path):
     app = make_app(demo=True, demo_options={"patients": 6, "seed": 3}, no_history=True)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.query_screen
-        await run_query(pilot)
+        await run_and_wait(pilot)
         table = screen.query_one(ResultsTable)
         table.focus()
         await pilot.press("space", "space", "space")
@@ -134,7 +124,7 @@ async def test_a_bad_layout_is_refused_in_the_dialog(tmp_path):
     app = make_app(demo=True, demo_options={"patients": 3, "seed": 3}, no_history=True)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.query_screen
-        await run_query(pilot)
+        await run_and_wait(pilot)
         screen.query_one(ResultsTable).focus()
         await pilot.press("R")
         await pilot.pause()
@@ -191,9 +181,9 @@ def test_streamed_rows_are_frozen_out_of_the_collector_and_settled_on_the_next_q
         async with app.run_test(size=SIZE) as pilot:
             screen = app.query_screen
             gc.unfreeze()
-            await run_query(pilot)
+            await run_and_wait(pilot)
             assert screen._froze and gc.get_freeze_count() > 0 and settled == []
-            await run_query(pilot)  # settles the last stream's heap first, then freezes
+            await run_and_wait(pilot)  # settles the last stream's heap first, then freezes
             assert settled == [1] and screen._froze
 
     scenario()

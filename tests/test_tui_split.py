@@ -14,20 +14,10 @@ from findtui.engine.query import Network, Pending, run_find
 from findtui.widgets.results_table import ResultsTable
 from findtui.widgets.status_line import StatusLine
 
-from pilot import sync, wait_for  # noqa: E402
+from pilot import run_and_wait, sync  # noqa: E402
 
 SIZE = (80, 24)
 CAP = 9
-
-
-async def run_and_wait(pilot, key: str) -> None:
-    screen = pilot.app.query_screen
-    before = screen._run_id
-    await pilot.press(key)
-    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
-                   what="the query to finish")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def uncapped_uids(request, demo) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from findtui.cli.exitcodes import ExitCode
 from findtui.cli.resolve import RunSpec, hinted
+from findtui.cli.signals import cancel_on_sigint
 from findtui.engine.run import Outcome, RunSummary, incomplete_reason
 
 LOG = logging.getLogger("findtui")
@@ -110,17 +111,7 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         summary = RunSummary.of(request)
         events = query.events()
     progress = _Progress() if split is not None else None
-    interrupts = 0
-
-    def on_sigint(signum, frame):
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
-            raise KeyboardInterrupt
-        LOG.warning("Interrupted: sending C-CANCEL (Ctrl-C again to abort)")
-        query.cancel()
-
-    old_handler = signal.signal(signal.SIGINT, on_sigint)
+    old_handler = signal.signal(signal.SIGINT, cancel_on_sigint(query.cancel))
     stack.callback(signal.signal, signal.SIGINT, old_handler)
 
     try:

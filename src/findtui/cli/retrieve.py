@@ -15,6 +15,7 @@ import time
 
 from findtui.cli.exitcodes import ExitCode
 from findtui.cli.resolve import RunSpec, hinted
+from findtui.cli.signals import cancel_on_sigint
 
 LOG = logging.getLogger("findtui")
 
@@ -128,18 +129,7 @@ def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
     job = RetrieveJob(request)
     summary = RetrieveSummary()
     progress = Progress(sys.stderr.isatty() and LOG.isEnabledFor(logging.INFO))
-    interrupts = 0
-
-    def on_sigint(signum, frame):
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
-            raise KeyboardInterrupt
-        progress.clear()
-        LOG.warning("Interrupted: sending C-CANCEL (Ctrl-C again to abort)")
-        job.cancel()
-
-    old = signal.signal(signal.SIGINT, on_sigint)
+    old = signal.signal(signal.SIGINT, cancel_on_sigint(job.cancel, progress.clear))
     started = time.monotonic()
     total = len(items)
     try:

@@ -1214,13 +1214,7 @@ class DemoSCP:
         if isinstance(found, QueryError):
             yield found.status_dataset()
             return
-        count, datasets = found
-        yield count
-        for ds in datasets:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, ds
+        yield from _sub_operations(event, *found)
 
     def _on_c_move(self, event: evt.Event) -> Iterator:
         destination = (event.move_destination or b"")
@@ -1238,14 +1232,8 @@ class DemoSCP:
             yield where[0], where[1]
             yield found.status_dataset()
             return
-        count, datasets = found
         yield where[0], where[1], {"contexts": _STORE_CONTEXTS}
-        yield count
-        for ds in datasets:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, ds
+        yield from _sub_operations(event, *found)
 
     def _send_pendings(self, event: evt.Event, plan: _Plan, ts: UID,
                        limit: int | None = None) -> Iterator:
@@ -1392,6 +1380,17 @@ def retrieve_instance(c: tuple) -> Dataset:
 def retrieve_instances(data: DemoData, ident: Dataset) -> Iterator[Dataset]:
     for c in retrieve_select(data, ident):
         yield retrieve_instance(c)
+
+
+def _sub_operations(event: evt.Event, count: int, datasets) -> Iterator:
+    """A C-GET/C-MOVE handler's part after the destination: the count, then each
+    instance, or Cancel as soon as the client asks."""
+    yield count
+    for ds in datasets:
+        if event.is_cancelled:
+            yield 0xFE00, None
+            return
+        yield 0xFF00, ds
 
 
 def main(argv: list[str] | None = None) -> int:
