@@ -34,7 +34,7 @@ from findtui.widgets.query_helpers import QueryHelpers
 from findtui.widgets.results_table import ResultsTable
 from findtui.widgets.status_line import StatusLine
 
-from pilot import sync, wait_for  # noqa: E402
+from pilot import run_and_wait, sync, wait_for  # noqa: E402
 
 SIZE = (80, 24)
 
@@ -48,18 +48,6 @@ SIZE = (80, 24)
 
 def screen_of(app) -> QueryScreen:
     return app.query_screen
-
-
-async def run_and_wait(pilot, key: str = "f5") -> QueryScreen:
-    """Press Run and wait until the query is over and every message is handled."""
-    screen = screen_of(pilot.app)
-    before = screen._run_id
-    await pilot.press(key)
-    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
-                   what="the query to finish")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    return screen
 
 
 def engine_responses(request: FindRequest) -> list[Pending]:

@@ -32,7 +32,7 @@ from findtui.widgets.key_editor import KeyEditor
 from findtui.widgets.model_form import ModelForm
 from findtui.widgets.results_table import ResultsTable
 
-from pilot import sync, wait_for  # noqa: E402
+from pilot import run_and_wait, sync, wait_for  # noqa: E402
 
 SIZE = (80, 24)
 
@@ -47,17 +47,6 @@ async def type_into(pilot, selector: str, text: str) -> None:
     field.focus()
     field.value = ""
     await pilot.press(*[{" ": "space"}.get(c, c) for c in text])
-
-
-async def run_and_wait(pilot, key: str = "f5"):
-    screen = pilot.app.query_screen
-    before = screen._run_id
-    await pilot.press(key)
-    await wait_for(pilot, lambda: screen._run_id > before and not screen.running,
-                   what="the query to finish")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    return screen
 
 
 def notifications(app) -> list[str]:
