@@ -398,3 +398,59 @@ def test_fault_peer(tmp_path, then, outcome, kind):
     else:
         done = next(e for e in events if isinstance(e, ItemDone))
         assert done.failed == 1 and done.status == 0xB000 and "retry" in done.advice
+
+
+def test_a_pacs_that_accepts_no_storage_class_says_use_move(tmp_path):
+    """C-GET needs the PACS to accept our storage classes with the SCP role: one that
+    accepts none gets a clear fault (use C-MOVE), not a run that receives nothing."""
+    ae = AE(ae_title="NOSTORE")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    try:
+        job = RetrieveJob(RetrieveRequest(
+            Network("127.0.0.1", server.server_address[1], called_aet="NOSTORE"),
+            QueryModel.STUDY, "get", (item_from_match(QueryModel.STUDY, "STUDY", _match()),),
+            str(tmp_path)))
+        events = list(job.events())
+    finally:
+        server.shutdown()
+    fault = next(e for e in events if isinstance(e, RetrieveFault))
+    assert fault.kind == "no-context" and "use --retrieve move" in fault.message
+    summary = RetrieveSummary()
+    for event in events:
+        summary.feed(event)
+    assert summary.outcome == "network"
+
+
+def test_out_of_resources_is_a_failure_with_what_to_try(tmp_path):
+    """0xA702 (out of resources, sub-operations not done): the item fails and says what
+    to try; what arrived before it is kept."""
+    ae = AE(ae_title="TIRED")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_supported_context(CTImageStorage, scp_role=True, scu_role=False)
+
+    def on_get(event):
+        yield 2
+        yield 0xFF00, _ct(0)
+        status = Dataset()
+        status.Status = 0xA702
+        status.NumberOfRemainingSuboperations = 1
+        yield status, None
+
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=[(evt.EVT_C_GET, on_get)])
+    try:
+        job = RetrieveJob(RetrieveRequest(
+            Network("127.0.0.1", server.server_address[1], called_aet="TIRED"),
+            QueryModel.STUDY, "get", (item_from_match(QueryModel.STUDY, "STUDY", _match()),),
+            str(tmp_path)))
+        events = list(job.events())
+    finally:
+        server.shutdown()
+    done = next(e for e in events if isinstance(e, ItemDone))
+    assert done.status == 0xA702 and done.category == "failure"
+    assert "out of resources" in done.advice and done.written == 1
+    summary = RetrieveSummary()
+    for event in events:
+        summary.feed(event)
+    assert summary.outcome == "partial"  # one instance arrived and is kept
