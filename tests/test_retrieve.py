@@ -9,13 +9,11 @@ sanitising of hostile values, resume, cancel, the errors a user meets, and a fau
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -378,17 +376,23 @@ def _match() -> Dataset:
     return ds
 
 
+def _get_one_study(port: int, aet: str, folder) -> tuple[list, RetrieveSummary]:
+    """C-GET of study 1.2.3 from a test peer: its events and their summary."""
+    job = RetrieveJob(RetrieveRequest(
+        Network("127.0.0.1", port, called_aet=aet), QueryModel.STUDY, "get",
+        (item_from_match(QueryModel.STUDY, "STUDY", _match()),), str(folder)))
+    events = list(job.events())
+    summary = RetrieveSummary()
+    for event in events:
+        summary.feed(event)
+    return events, summary
+
+
 @pytest.mark.parametrize("then, outcome, kind", [("abort", "network", "aborted"),
                                                 ("unstorable", "partial", None)])
 def test_fault_peer(tmp_path, then, outcome, kind):
     with FaultGetSCP(good=3, then=then) as scp:
-        job = RetrieveJob(RetrieveRequest(
-            Network("127.0.0.1", scp.port, called_aet="FAULTY"), QueryModel.STUDY, "get",
-            (item_from_match(QueryModel.STUDY, "STUDY", _match()),), str(tmp_path)))
-        summary = RetrieveSummary()
-        events = list(job.events())
-        for event in events:
-            summary.feed(event)
+        events, summary = _get_one_study(scp.port, "FAULTY", tmp_path)
     assert summary.outcome == outcome
     assert len(list(tmp_path.rglob("*.dcm"))) == 3  # what arrived is kept, complete
     assert not part_files(tmp_path)
@@ -407,18 +411,11 @@ def test_a_pacs_that_accepts_no_storage_class_says_use_move(tmp_path):
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
     server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
-        job = RetrieveJob(RetrieveRequest(
-            Network("127.0.0.1", server.server_address[1], called_aet="NOSTORE"),
-            QueryModel.STUDY, "get", (item_from_match(QueryModel.STUDY, "STUDY", _match()),),
-            str(tmp_path)))
-        events = list(job.events())
+        events, summary = _get_one_study(server.server_address[1], "NOSTORE", tmp_path)
     finally:
         server.shutdown()
     fault = next(e for e in events if isinstance(e, RetrieveFault))
     assert fault.kind == "no-context" and "use --retrieve move" in fault.message
-    summary = RetrieveSummary()
-    for event in events:
-        summary.feed(event)
     assert summary.outcome == "network"
 
 
@@ -440,17 +437,10 @@ def test_out_of_resources_is_a_failure_with_what_to_try(tmp_path):
     server = ae.start_server(("127.0.0.1", 0), block=False,
                              evt_handlers=[(evt.EVT_C_GET, on_get)])
     try:
-        job = RetrieveJob(RetrieveRequest(
-            Network("127.0.0.1", server.server_address[1], called_aet="TIRED"),
-            QueryModel.STUDY, "get", (item_from_match(QueryModel.STUDY, "STUDY", _match()),),
-            str(tmp_path)))
-        events = list(job.events())
+        events, summary = _get_one_study(server.server_address[1], "TIRED", tmp_path)
     finally:
         server.shutdown()
     done = next(e for e in events if isinstance(e, ItemDone))
     assert done.status == 0xA702 and done.category == "failure"
     assert "out of resources" in done.advice and done.written == 1
-    summary = RetrieveSummary()
-    for event in events:
-        summary.feed(event)
     assert summary.outcome == "partial"  # one instance arrived and is kept

@@ -46,17 +46,14 @@ class RunSpec:
     retrieve: RetrieveSpec | None = None  # --retrieve: fetch the matches afterwards
 
 
-DEFAULT_STORE_PORT = 11113
-
-
 @dataclass(frozen=True)
 class RetrieveSpec:
-    """--retrieve and its options, checked."""
+    """--retrieve and its options, checked (defaults: engine.retrieve)."""
 
     method: str  # get or move
     layout: str
+    store_port: int
     move_destination: str | None = None
-    store_port: int = DEFAULT_STORE_PORT
     store_host: str = ""
 
 
@@ -214,15 +211,18 @@ def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
         raise UsageError(f"--store-port takes a TCP port (1-65535), not {args.store_port}")
     if args.move_dest is not None and not (0 < len(args.move_dest.strip()) <= 16):
         raise UsageError("--move-dest takes an AE title of 1 to 16 characters")
-    from findtui.engine.retrieve import DEFAULT_LAYOUT, Layout, RetrieveError
+    from findtui.engine.retrieve import (
+        DEFAULT_LAYOUT, DEFAULT_STORE_PORT, Layout, RetrieveError,
+    )
 
     layout = args.layout or DEFAULT_LAYOUT
     try:
         Layout(layout)
     except RetrieveError as exc:
         raise UsageError(str(exc)) from None
-    return RetrieveSpec(args.retrieve, layout, args.move_dest.strip() if args.move_dest else None,
+    return RetrieveSpec(args.retrieve, layout,
                         DEFAULT_STORE_PORT if args.store_port is None else args.store_port,
+                        args.move_dest.strip() if args.move_dest else None,
                         args.store_host or "")
 
 

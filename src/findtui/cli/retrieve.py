@@ -31,13 +31,14 @@ RETRIEVE_EXIT_CODES = {
 
 def prepare_identifier(spec: RunSpec) -> None:
     """Add the unique keys the retrieve needs to the query's return keys (said in the log)."""
-    from findtui.engine.hierarchy import LEVEL_UNIQUE_KEY, UPPER_UNIQUE_KEYS, request_level
+    from findtui.engine.hierarchy import LEVEL_UNIQUE_KEY, request_level
+    from findtui.engine.retrieve import retrieve_keys
 
     ds = spec.request.identifier
     level = request_level(ds) or "PATIENT"
-    needed = [*UPPER_UNIQUE_KEYS.get(spec.request.model, {}).get(level, ()),
-              LEVEL_UNIQUE_KEY.get(level, "PatientID")]
-    added = [k for k in needed if k not in ds]
+    if level not in LEVEL_UNIQUE_KEY:
+        return  # the matches say so, one by one (ItemCollector)
+    added = [k for k in retrieve_keys(spec.request.model, level) if k not in ds]
     for keyword in added:
         setattr(ds, keyword, "")
     if added:
@@ -46,35 +47,31 @@ def prepare_identifier(spec: RunSpec) -> None:
 
 
 class ItemCollector:
-    """The query's matches as retrieve items, as they arrive (one per unique key)."""
+    """The query's matches as retrieve items, as they arrive (one per unique key); a match
+    that cannot be retrieved is said once."""
 
     def __init__(self, spec: RunSpec) -> None:
         from findtui.engine.hierarchy import request_level
+        from findtui.engine.retrieve import ItemList
 
-        self.model = spec.request.model
-        self.level = request_level(spec.request.identifier) or "PATIENT"
-        self.items: list = []
-        self._seen: set[str] = set()
+        self._list = ItemList(spec.request.model,
+                              request_level(spec.request.identifier) or "PATIENT")
         self.problems = 0
+
+    @property
+    def items(self) -> list:
+        return self._list.items
 
     def add(self, response) -> None:
         from findtui.engine.query import IdentifierDecodeError
-        from findtui.engine.retrieve import RetrieveError, item_from_match
+        from findtui.engine.retrieve import RetrieveError
 
         try:
-            item = item_from_match(self.model, self.level, response.identifier)
+            self._list.add(response.identifier)
         except (RetrieveError, IdentifierDecodeError) as exc:
             self.problems += 1
             if self.problems == 1:
                 LOG.warning(f"response {response.index} cannot be retrieved: {exc}")
-            return
-        if item.label not in self._seen:
-            self._seen.add(item.label)
-            self.items.append(item)
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
 
 
 class Progress:
@@ -109,7 +106,7 @@ class Progress:
 def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
     from findtui.engine.retrieve import (
         AssociationFailed, ItemDone, ItemProgress, ItemStarted, RetrieveFault, RetrieveJob,
-        RetrieveRequest, RetrieveSummary,
+        RetrieveRequest, RetrieveSummary, megabytes,
     )
 
     rs = spec.retrieve
@@ -142,7 +139,7 @@ def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
                 rate = (summary.bytes + event.bytes) / max(time.monotonic() - started, 1e-3)
                 left = "" if event.remaining is None else f", {event.remaining} left in item"
                 progress.show(f"Retrieving {event.index}/{total}: {done} instance(s), "
-                              f"{_mb(summary.bytes + event.bytes)}, {rate / 1e6:.1f} MB/s{left}")
+                              f"{megabytes(summary.bytes + event.bytes)}, {rate / 1e6:.1f} MB/s{left}")
             elif isinstance(event, ItemDone):
                 progress.clear()
                 _log_item(event, total)
@@ -161,7 +158,7 @@ def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
     outcome = summary.outcome
     line = (f"Retrieved {summary.written + summary.skipped} instance(s) of "
             f"{len(summary.done)}/{total} item(s) in {elapsed:.1f} s: {summary.written} "
-            f"written ({_mb(summary.bytes)}), {summary.skipped} already on disk, "
+            f"written ({megabytes(summary.bytes)}), {summary.skipped} already on disk, "
             f"{summary.failed} failed")
     if rs.method == "move" and not request.moves_to_us:
         done = sum(d.completed for d in summary.done)

@@ -28,7 +28,7 @@ from pynetdicom.dsutils import pretty_dataset
 
 from findtui import __version__
 from findtui.engine import files
-from findtui.engine.elements import json_dict, pretty_lines, read_elements
+from findtui.engine.elements import json_dict, pretty_lines
 from findtui.engine.keys import (
     KeyPathError,
     column_paths,
@@ -318,7 +318,7 @@ def row_cells(response: Pending, columns: Sequence[str],
     :func:`top_level_tags`) are read without a Dataset (:mod:`findtui.engine.elements`);
     nested ones, or an identifier that needs it, the Dataset way, which raises
     IdentifierDecodeError for one that cannot be decoded."""
-    elements = read_elements(response.raw, response.transfer_syntax) if tags else None
+    elements = response.elements if tags else None
     if elements is None:
         ds = response.identifier
         return [value_at(ds, c) for c in columns]
@@ -352,7 +352,7 @@ class JsonWriter(_StreamWriter):
 
     def write(self, response: Pending) -> None:
         try:
-            elements = read_elements(response.raw, response.transfer_syntax)
+            elements = response.elements
             if elements is not None:
                 data = json_dict(elements)
             else:
@@ -402,7 +402,7 @@ def pending_lines(response: Pending, with_identifier: bool = True) -> Iterator[s
     flag = " (Pending - optional keys not supported)" if response.status == 0xFF01 else " (Pending)"
     yield f"Find SCP Response: {response.index} - 0x{response.status:04X}{flag}"
     if with_identifier:
-        elements = read_elements(response.raw, response.transfer_syntax)
+        elements = response.elements
         if elements is None:
             yield from identifier_lines(response.identifier, "Response Identifier")
         else:

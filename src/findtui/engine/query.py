@@ -113,6 +113,17 @@ class Pending:
     # more responses have arrived already: a writer may leave its flush to the last of them
     more: bool = field(default=False, compare=False)
     _decoded: Dataset | None = field(default=None, repr=False, compare=False)
+    _elements: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def elements(self):
+        """The identifier's top-level elements read without a Dataset
+        (engine.elements.read_elements, once), or None: use ``identifier``."""
+        if self._elements is None:
+            from findtui.engine.elements import read_elements
+
+            self._elements = read_elements(self.raw, self.transfer_syntax) or ()
+        return self._elements or None
 
     @property
     def identifier(self) -> Dataset:

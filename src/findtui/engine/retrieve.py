@@ -81,6 +81,7 @@ EXPECTED_COUNT_KEY = {
     "SERIES": "NumberOfSeriesRelatedInstances",
     "IMAGE": None,
 }
+DEFAULT_STORE_PORT = 11113  # our Storage SCP for C-MOVE (pynetdicom's movescu's too)
 MAX_COMPONENT = 64  # characters of one path component made from peer data
 _MAX_CONTEXTS = 128  # pynetdicom's limit of requested presentation contexts
 
@@ -152,18 +153,24 @@ class RetrieveItem:
     sop_classes: tuple[str, ...] = ()  # SOPClassesInStudy, when returned
 
 
+def retrieve_keys(model: QueryModel, level: str) -> list[str]:
+    """The unique keys that name a match at ``level`` in a retrieve: the level's own and,
+    hierarchically, those of the levels above it."""
+    return [*UPPER_UNIQUE_KEYS.get(model, {}).get(level, ()), LEVEL_UNIQUE_KEY[level]]
+
+
 def item_from_match(model: QueryModel, level: str, match: Dataset) -> RetrieveItem:
     """The retrieve identifier of a C-FIND match: its level and unique keys (PS3.4 C.4.2.1.4,
     C.4.3.1.3). Raises RetrieveError when the match lacks one of them."""
     if model not in GET_MODELS:
         raise RetrieveError(f"{model.label} matches cannot be retrieved (no C-GET/C-MOVE model)",
                             ("model",))
-    keys = [*UPPER_UNIQUE_KEYS.get(model, {}).get(level, ()), LEVEL_UNIQUE_KEY[level]]
-    if model is QueryModel.STUDY and level == "STUDY":
-        keys = ["StudyInstanceUID"]
+    if level not in LEVEL_UNIQUE_KEY:
+        raise RetrieveError(f"matches at level {level!r} cannot be retrieved: the level must "
+                            "be PATIENT, STUDY, SERIES or IMAGE", ("level",))
     ds = Dataset()
     ds.QueryRetrieveLevel = level
-    for keyword in keys:
+    for keyword in retrieve_keys(model, level):
         value = str(match.get(keyword, "") or "").strip()
         if not value:
             raise RetrieveError(
@@ -289,7 +296,6 @@ class InstanceWriter:
         self.written = 0
         self.skipped = 0
         self.bytes = 0
-        self.uids: list[str] = []  # SOP Instance UIDs received (written or already there)
 
     def check(self) -> None:
         d = self.directory
@@ -314,12 +320,8 @@ class InstanceWriter:
         if os.path.commonpath([self.directory, os.path.realpath(folder)]) != self.directory:
             raise RetrieveError(f"{rel!r} would be written outside the output folder "
                                 "(a link inside it?); not written", ("output_directory",))
-        uid = values.get("SOPInstanceUID", "")
         if os.path.lexists(path):
-            with self.lock:
-                self.skipped += 1
-                self.uids.append(uid)
-            return path
+            return self._counted(path, skipped=True)
         os.makedirs(folder, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=folder, prefix=".findtui-", suffix=".part")
         try:
@@ -328,28 +330,29 @@ class InstanceWriter:
             try:
                 os.link(temp, path)  # never over an existing file, all or nothing
             except FileExistsError:
-                with self.lock:
-                    self.skipped += 1
-                    self.uids.append(uid)
-                return path
+                return self._counted(path, skipped=True)
             except OSError as exc:  # no hard links here (e.g. some network file systems)
                 if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                     raise
                 if os.path.lexists(path):
-                    with self.lock:
-                        self.skipped += 1
-                        self.uids.append(uid)
-                    return path
+                    return self._counted(path, skipped=True)
                 os.rename(temp, path)
         finally:
             try:
                 os.unlink(temp)
             except OSError:
                 pass
+        return self._counted(path, size=len(data))
+
+    def _counted(self, path: str, skipped: bool = False, size: int = 0) -> str:
+        """Count an instance written (``size`` bytes) or already on disk; returns ``path``.
+        (Stores run on pynetdicom's threads.)"""
         with self.lock:
-            self.written += 1
-            self.bytes += len(data)
-            self.uids.append(uid)
+            if skipped:
+                self.skipped += 1
+            else:
+                self.written += 1
+                self.bytes += size
         return path
 
 
@@ -434,6 +437,10 @@ class RetrieveFault:
 
 
 Event = ItemStarted | ItemProgress | ItemDone | RetrieveFault | AssociationFailed
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def retrieve_advice(status: int) -> str | None:
@@ -655,20 +662,17 @@ class RetrieveJob:
                                           msg_id=self._msg_id, priority=req.priority)
         completed = failed = warning = 0
         remaining: int | None = None
-        cancel_deadline: float | None = None
         final_status = None
         comment = None
         # A watchdog: pynetdicom's generator blocks up to the DIMSE timeout per response;
-        # a cancel that the PACS ignores must still end the item.
-        watchdog = threading.Thread(target=self._watch_cancel, args=(assoc,), daemon=True)
-        watchdog.start()
+        # a cancel must go out at once, and one the PACS ignores must still end the item.
+        item_done = threading.Event()
+        threading.Thread(target=self._watch_cancel, args=(assoc, item_done),
+                         daemon=True).start()
         last = time.monotonic()
         try:
             for status, _identifier in responses:
                 last = time.monotonic()
-                if self._cancel.is_set() and cancel_deadline is None:
-                    self._send_cancel()
-                    cancel_deadline = time.monotonic() + req.cancel_grace
                 if status is None or "Status" not in status:
                     break  # no answer in time, or the association went
                 code = int(status.Status)
@@ -686,7 +690,7 @@ class RetrieveJob:
                 comment = str(status.get("ErrorComment", "") or "") or None
                 break
         finally:
-            self._watching = False
+            item_done.set()
         written, skipped, nbytes = self._counts(before)
         if final_status is None:
             # pynetdicom ends its generator on an abort as on a timeout: tell them apart
@@ -715,21 +719,14 @@ class RetrieveJob:
         return ItemDone(index, item, final_status, completed, failed, warning, written, skipped,
                         nbytes, comment, cancelled=self._cancel.is_set())
 
-    _watching = False
-
-    def _watch_cancel(self, assoc) -> None:
-        """Sends the C-CANCEL as soon as asked, and aborts if the PACS ignores it."""
-        self._watching = True
-        grace = self.request.cancel_grace
-        while self._watching and assoc.is_established:
+    def _watch_cancel(self, assoc, item_done: threading.Event) -> None:
+        """Until the item ends: send the C-CANCEL as soon as asked, and abort if the PACS
+        has not ended the item within the grace period."""
+        while not item_done.is_set() and assoc.is_established:
             if self._cancel.wait(self.POLL):
                 self._send_cancel()
-                deadline = time.monotonic() + grace
-                while self._watching and assoc.is_established:
-                    if time.monotonic() > deadline:
-                        assoc.abort()
-                        return
-                    time.sleep(self.POLL)
+                if not item_done.wait(self.request.cancel_grace) and assoc.is_established:
+                    assoc.abort()
                 return
 
 
@@ -802,14 +799,29 @@ class RetrieveSummary:
         return "success"
 
 
+class ItemList:
+    """Retrieve items made from matches as they come, one per distinct unique key, in
+    order (a match can come twice: split sub-queries, several peers, marked twice)."""
+
+    def __init__(self, model: QueryModel, level: str) -> None:
+        self.model, self.level = model, level
+        self.items: list[RetrieveItem] = []
+        self._seen: set[str] = set()
+
+    def add(self, match: Dataset) -> RetrieveItem | None:
+        """The new item, or None when it was there already (raises RetrieveError)."""
+        item = item_from_match(self.model, self.level, match)
+        if item.label in self._seen:
+            return None
+        self._seen.add(item.label)
+        self.items.append(item)
+        return item
+
+
 def retrieve_items(model: QueryModel, level: str, matches: Sequence[Dataset]) -> tuple[
         RetrieveItem, ...]:
     """The items of a query's matches, one per distinct unique key, in order."""
-    seen: set[str] = set()
-    out = []
+    items = ItemList(model, level)
     for match in matches:
-        item = item_from_match(model, level, match)
-        if item.label not in seen:
-            seen.add(item.label)
-            out.append(item)
-    return tuple(out)
+        items.add(match)
+    return tuple(items.items)

@@ -709,7 +709,7 @@ class QueryScreen(Screen):
 
     def action_retrieve(self) -> None:
         """Retrieve the marked rows (or the current one): a dialog, then the queue."""
-        from findtui.engine.retrieve import RetrieveError, item_from_match
+        from findtui.engine.retrieve import ItemList, RetrieveError
         from findtui.screens.retrieve import RetrieveDialog
 
         level = self._level
@@ -721,19 +721,17 @@ class QueryScreen(Screen):
                                    if table.cursor_source_index is not None else [])
         model = level.request.model
         what = request_level(level.request.identifier) or "PATIENT"
-        items, titles, seen = [], [], set()
+        found, titles = ItemList(model, what), []
         try:
             for source in sources:
                 ds = level.responses[source].identifier
-                item = item_from_match(model, what, ds)
-                if item.label not in seen:
-                    seen.add(item.label)
-                    items.append(item)
+                if found.add(ds) is not None:
                     titles.append(row_title(ds, what))
         except (RetrieveError, IdentifierDecodeError) as exc:
             self.notify(visible(str(exc)), title="Cannot retrieve", severity="error",
                         timeout=8)
             return
+        items = found.items
         if not items:
             return
         noun = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series",

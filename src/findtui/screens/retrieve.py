@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
@@ -26,6 +26,7 @@ from findtui.engine.models import QueryModel
 from findtui.engine.network import Network
 from findtui.engine.retrieve import (
     DEFAULT_LAYOUT,
+    DEFAULT_STORE_PORT,
     AssociationFailed,
     ItemDone,
     ItemProgress,
@@ -36,11 +37,9 @@ from findtui.engine.retrieve import (
     RetrieveJob,
     RetrieveRequest,
     RetrieveSummary,
+    megabytes,
 )
 from findtui.engine.sanitize import visible
-
-DEFAULT_STORE_PORT = 11113
-
 
 @dataclass(frozen=True)
 class RetrieveSettings:
@@ -305,10 +304,6 @@ def _bar(fraction: float | None, width: int = 12) -> str:
     return "[" + "#" * full + "." * (width - full) + "]"
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
 class RetrieveScreen(Screen):
     """The retrieve queue: a line per job; c cancels it, r retries it; Esc goes back."""
 
@@ -367,7 +362,7 @@ class RetrieveScreen(Screen):
         parts = [f"{n} {state}" for state, n in counts.items()]
         self.query_one("#queue-summary", Static).update(
             visible(f"{len(queue.tasks)} job(s): " + ", ".join(parts)
-                    + f" · {written} instance(s) written, {_mb(done_bytes)}")
+                    + f" · {written} instance(s) written, {megabytes(done_bytes)}")
             if queue.tasks else "No retrieve jobs yet: mark rows with Space, then press R")
 
     def _current(self) -> RetrieveTask | None:
@@ -398,6 +393,3 @@ class RetrieveScreen(Screen):
             self.app.start_retrieves()  # type: ignore[attr-defined]
         self.notify(f"{len(retried)} job(s) queued again" if retried else "Nothing to retry")
 
-
-def settings_from(defaults: RetrieveSettings | None, **changes) -> RetrieveSettings:
-    return replace(defaults or RetrieveSettings(), **changes)
