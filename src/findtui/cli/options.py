@@ -73,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "so that a PACS's result limit loses nothing: 'auto' bisects any range "
                         "that comes back incomplete (down to a day); day/week/month/year cut "
                         "on the calendar. Matches are merged without duplicates")
+    q.add_argument("--query-list", metavar="FILE",
+                   help="run one query per row of a CSV file whose header names the keys "
+                        "(e.g. AccessionNumber, or PatientID,StudyDate); -k keys are added to "
+                        "every row. Every row is checked before anything is sent. Output rows "
+                        "start with the row's number (column 'query')")
+    q.add_argument("--skip-bad", action="store_true",
+                   help="with --query-list: leave out the bad rows (listed) instead of "
+                        "stopping with exit 1")
+    q.add_argument("--parallel", metavar="N", type=int,
+                   help="with --query-list: run the queries over N associations per node "
+                        "at once (default 1)")
+    q.add_argument("--dedupe", action="store_true",
+                   help="with several --profile nodes or --query-list: one row per match "
+                        "(the level's unique key), its 'node' and 'query' columns listing "
+                        "where it was found (written once every query has ended)")
     q.add_argument("--split-from", metavar="YYYYMMDD",
                    help="with --split: where a query with no date, or an open range (-B), "
                         "starts (default: 19700101; it ends today)")
@@ -80,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ext_neg_options(p.add_argument_group("Extended Negotiation Options"))
 
     prof = p.add_argument_group("Profile Options (see 'findtui profiles --help')")
-    prof.add_argument("--profile", metavar="NAME",
+    prof.add_argument("--profile", metavar="NAME", action="append",
                       help="take the peer and network options from node profile NAME; "
-                           "options given here override it, and addr port become optional")
+                           "options given here override it, and addr port become optional. "
+                           "Give it several times (--batch) to query several nodes at once: "
+                           "output rows then start with the node's name (column 'node')")
     prof.add_argument("--query", metavar="NAME",
                       help="start from query profile NAME (model, keys, extended negotiation, "
                            "output options, node); -k keys add to or override its keys")

@@ -44,6 +44,10 @@ class RunSpec:
     split: str | None = None  # --split MODE
     split_from: str | None = None  # --split-from YYYYMMDD
     retrieve: RetrieveSpec | None = None  # --retrieve: fetch the matches afterwards
+    query_list: object = None  # --query-list: engine.querylist.QueryList, read and checked
+    parallel: int = 1  # --parallel N: associations per node for a query list
+    extra_nodes: tuple = ()  # further --profile nodes: (name, FindRequest) each
+    dedupe: bool = False  # --dedupe
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,17 @@ def resolve_options(args: argparse.Namespace) -> None:
     """
     node = query = None
     args.node_profile = args.query_profile = None
+    args.extra_nodes = []
+    names = args.profile or []
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"--profile {twice} is given twice")
+    if len(names) > 1 and not args.batch:
+        raise UsageError("several --profile nodes need --batch (the terminal UI opens on one)")
+    if len(names) > 1 and args.addr is not None:
+        raise UsageError("give several --profile nodes or addr port, not both")
     use_default = args.addr is None and (args.batch or args.query)
-    if args.profile or args.query or use_default:
+    if names or args.query or use_default:
         from findtui.config.schema import ProfileNotFoundError
         from findtui.config.store import Store
 
@@ -76,7 +89,8 @@ def resolve_options(args: argparse.Namespace) -> None:
         profiles = store.load()
         if args.query:
             query = profiles.get("query", args.query, store.path)
-        node_name = args.profile
+        node_name = names[0] if names else None
+        args.extra_nodes = [profiles.get("node", name, store.path) for name in names[1:]]
         if node_name is None and args.addr is None:
             node_name = (query.node if query else None) or (
                 profiles.default_node if use_default else None)
@@ -187,6 +201,20 @@ def check_batch_options(args: argparse.Namespace) -> None:
         raise UsageError("--max-identifier-size takes a number of bytes, 1024 or more")
     if args.split_from is not None and args.split is None:
         raise UsageError("--split-from needs --split")
+    listed = getattr(args, "query_list", None)
+    several = len(getattr(args, "extra_nodes", None) or ())
+    if args.skip_bad and not listed:
+        raise UsageError("--skip-bad needs --query-list FILE")
+    if args.parallel is not None:
+        if not listed:
+            raise UsageError("--parallel needs --query-list FILE (several nodes run at once "
+                             "already)")
+        if not 1 <= args.parallel <= 32:
+            raise UsageError(f"--parallel takes 1 to 32 associations, not {args.parallel}")
+    if args.dedupe and not (listed or several):
+        raise UsageError("--dedupe needs several --profile nodes or --query-list FILE")
+    if (listed or several) and args.cancel is not None:
+        raise UsageError("--cancel is for one query, not with --query-list or several nodes")
     retrieve_spec(args)  # raises UsageError
     check_output_options(args)
 
@@ -238,6 +266,44 @@ def split_plan(spec: RunSpec):
         raise UsageError(str(exc)) from None
 
 
+def checked_query_list(spec: RunSpec, args: argparse.Namespace):
+    """--query-list read and checked against the query: every row's keys set on the
+    -k/-f identifier, and with --split every row's date splittable (raises
+    QueryListError naming the line, or UsageError)."""
+    import copy
+    import dataclasses
+
+    from findtui.engine.keys import KeyPathError
+    from findtui.engine.querylist import BadRow, QueryListError, read_query_list
+
+    listed = read_query_list(args.query_list, args.skip_bad)
+    scratch = copy.deepcopy(spec.request.identifier)
+    bad = []
+    for query in listed.queries:
+        try:
+            if spec.split:
+                ds = copy.deepcopy(spec.request.identifier)
+                query.apply(ds)
+                split_plan(dataclasses.replace(
+                    spec, request=dataclasses.replace(spec.request, identifier=ds)))
+            else:
+                query.apply(scratch)
+        except KeyPathError as exc:
+            bad.append(BadRow(query.line, str(exc)))
+        except UsageError as exc:
+            bad.append(BadRow(query.line, str(exc)))
+    if bad and not args.skip_bad:
+        raise QueryListError(listed.path, bad)
+    if bad:
+        lines = {b.line for b in bad}
+        listed = dataclasses.replace(
+            listed, queries=tuple(q for q in listed.queries if q.line not in lines),
+            skipped=tuple(sorted((*listed.skipped, *bad), key=lambda b: b.line)))
+        if not listed.queries:
+            raise QueryListError(listed.path, "every row is bad")
+    return listed
+
+
 def check_output_options(args: argparse.Namespace) -> None:
     """Output options that go together (raises UsageError)."""
     if args.csv_excel_safe and args.output_format != "csv":
@@ -270,7 +336,21 @@ def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
         output_directory=args.output_directory, overwrite=args.overwrite,
         csv_excel_safe=args.csv_excel_safe, node_profile=args.node_profile,
         query_profile=args.query_profile, no_history=args.no_history, split=args.split,
-        split_from=args.split_from, retrieve=retrieve_spec(args))
+        split_from=args.split_from, retrieve=retrieve_spec(args),
+        parallel=args.parallel or 1, dedupe=args.dedupe,
+        extra_nodes=tuple((node.name, _node_request(args, node, request))
+                          for node in getattr(args, "extra_nodes", None) or ()))
+
+
+def _node_request(args: argparse.Namespace, node, request):
+    """``request`` sent to a further --profile node: its connection, with the options
+    given on the command line over it (as for the first node)."""
+    import copy
+    import dataclasses
+
+    own = copy.copy(args)
+    own.addr, own.port = node.network.address, node.network.port
+    return dataclasses.replace(request, network=network_from_args(own, node.network))
 
 
 def hinted(message: str, settings) -> str:
