@@ -27,7 +27,6 @@ LOG = logging.getLogger("findtui")
 
 def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
     from findtui.engine import output
-    from findtui.engine.hierarchy import request_level
     from findtui.engine.query import (
         Associated, AssociationFailed, CancelSent, Fault, Final, IdentifierDecodeError, Pending,
     )

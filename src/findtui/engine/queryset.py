@@ -28,7 +28,6 @@ from pydicom.dataset import Dataset
 
 from findtui.engine.query import (
     AssociationFailed,
-    Event,
     Fault,
     Final,
     FindQuery,
@@ -319,7 +318,7 @@ class QuerySetRun:
     def _split_worker(self, n: int, node: Node, jobs: queue.SimpleQueue) -> None:
         import dataclasses
 
-        from findtui.engine.split import EARLIEST, SplitPlan, SplitRun, SubQueryEnded
+        from findtui.engine.split import EARLIEST, SplitPlan, SplitRun
 
         summary = self.summaries[n]
         while (job := self._take(jobs)) is not None:
@@ -331,14 +330,9 @@ class QuerySetRun:
             try:
                 for event in run.events():
                     self._put(Tagged(n, job.number, event))
-                    if isinstance(event, AssociationFailed):
+                    if isinstance(event, (AssociationFailed, Fault)):
                         with self._lock:
                             summary.failures.append(event.message)
-                    elif isinstance(event, Fault):
-                        with self._lock:
-                            summary.failures.append(event.message)
-                    elif isinstance(event, SubQueryEnded):
-                        pass
             finally:
                 self._track(run, False)
             self._query_done(n, job, run.finish())
