@@ -54,6 +54,7 @@ class FindtuiApp(App):
         Binding("f8", "history", "History", id="app.history", show=False),
         Binding("ctrl+s", "save_as", "Save as", id="app.save_as", show=False),
         Binding("f12", "retrieve_queue", "Retrieve queue", id="app.retrieve_queue", show=False),
+        Binding("f10", "query_set", "Query set", id="app.query_set", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, demo: bool = False,
@@ -101,7 +102,7 @@ class FindtuiApp(App):
         tracker.mark(self.query_screen)  # the form as it starts: nothing unsaved
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("profiles", "history", "save_as"):
+        if action in ("profiles", "history", "save_as", "query_set"):
             return isinstance(self.screen, QueryScreen)
         return True
 
@@ -127,6 +128,11 @@ class FindtuiApp(App):
         from findtui.screens.profiles import save_form_as
 
         save_form_as(self.query_screen)
+
+    def action_query_set(self) -> None:
+        from findtui.screens.queryset import open_query_set
+
+        open_query_set(self.query_screen)
 
     # -- retrieve -------------------------------------------------------------
 

@@ -269,39 +269,17 @@ def split_plan(spec: RunSpec):
 def checked_query_list(spec: RunSpec, args: argparse.Namespace):
     """--query-list read and checked against the query: every row's keys set on the
     -k/-f identifier, and with --split every row's date splittable (raises
-    QueryListError naming the line, or UsageError)."""
-    import copy
+    QueryListError naming the lines)."""
     import dataclasses
 
-    from findtui.engine.keys import KeyPathError
-    from findtui.engine.querylist import BadRow, QueryListError, read_query_list
+    from findtui.engine.querylist import check_rows, read_query_list
 
-    listed = read_query_list(args.query_list, args.skip_bad)
-    scratch = copy.deepcopy(spec.request.identifier)
-    bad = []
-    for query in listed.queries:
-        try:
-            if spec.split:
-                ds = copy.deepcopy(spec.request.identifier)
-                query.apply(ds)
-                split_plan(dataclasses.replace(
-                    spec, request=dataclasses.replace(spec.request, identifier=ds)))
-            else:
-                query.apply(scratch)
-        except KeyPathError as exc:
-            bad.append(BadRow(query.line, str(exc)))
-        except UsageError as exc:
-            bad.append(BadRow(query.line, str(exc)))
-    if bad and not args.skip_bad:
-        raise QueryListError(listed.path, bad)
-    if bad:
-        lines = {b.line for b in bad}
-        listed = dataclasses.replace(
-            listed, queries=tuple(q for q in listed.queries if q.line not in lines),
-            skipped=tuple(sorted((*listed.skipped, *bad), key=lambda b: b.line)))
-        if not listed.queries:
-            raise QueryListError(listed.path, "every row is bad")
-    return listed
+    def splittable(ds) -> None:
+        split_plan(dataclasses.replace(spec, request=dataclasses.replace(spec.request,
+                                                                         identifier=ds)))
+
+    return check_rows(read_query_list(args.query_list, args.skip_bad), spec.request.identifier,
+                      args.skip_bad, splittable if spec.split else None)
 
 
 def check_output_options(args: argparse.Namespace) -> None:

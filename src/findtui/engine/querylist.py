@@ -196,5 +196,38 @@ def parse_query_list(text: str, name: str = "<list>", skip_bad: bool = False) ->
     return QueryList(name, tuple(keys), tuple(queries), tuple(bad))
 
 
-__all__ = ["BadRow", "ListedQuery", "QueryList", "QueryListError", "parse_query_list",
+def check_rows(listed: QueryList, base, skip_bad: bool = False, check=None) -> QueryList:
+    """``listed`` checked against the query it completes: every row's keys set on (a copy
+    of) ``base``, the -k/-f identifier, and ``check(identifier)`` (e.g. that its date can be
+    split; raises ValueError) passed. Raises QueryListError naming the bad rows; with
+    ``skip_bad`` returns the list without them (in ``skipped``)."""
+    import copy
+    import dataclasses
+
+    scratch = copy.deepcopy(base)
+    bad = []
+    for query in listed.queries:
+        try:
+            if check is not None:
+                ds = copy.deepcopy(base)
+                query.apply(ds)
+                check(ds)
+            else:
+                query.apply(scratch)
+        except ValueError as exc:  # KeyPathError, SplitError, the CLI's UsageError
+            bad.append(BadRow(query.line, str(exc)))
+    if not bad:
+        return listed
+    if not skip_bad:
+        raise QueryListError(listed.path, bad)
+    lines = {b.line for b in bad}
+    queries = tuple(q for q in listed.queries if q.line not in lines)
+    if not queries:
+        raise QueryListError(listed.path, "every row is bad")
+    return dataclasses.replace(listed, queries=queries, skipped=tuple(
+        sorted((*listed.skipped, *bad), key=lambda b: b.line)))
+
+
+__all__ = ["BadRow", "ListedQuery", "QueryList", "QueryListError", "check_rows",
+           "parse_query_list",
            "read_query_list"]
