@@ -329,3 +329,49 @@ def test_a_node_that_fails_does_not_stop_the_others(orthanc, dcmqrscp):
     entries = History().entries()  # one history entry per node
     assert sorted(e.node for e in entries[-3:]) == ["dcmtk", "down", "orthanc"]
     assert {e.node: e.outcome for e in entries[-3:]}["down"] == "network"
+
+
+# --- a query set feeds a retrieve ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def orthanc_get(tmp_path_factory):
+    extra = {"DicomAlwaysAllowGet": True}
+    with peers.orthanc(tmp_path_factory.mktemp("orthanc-get"), extra_config=extra) as peer:
+        yield peer
+
+
+def test_retrieve_what_a_list_on_two_nodes_found(orthanc_get, dcmqrscp, tmp_path):
+    """Each study is fetched once, from the first node (in the order given) that holds it:
+    the same instances as DCMTK getscu fetches study by study from that node."""
+    from pydicom import dcmread
+
+    add_node("orthanc", orthanc_get)
+    add_node("dcmtk", dcmqrscp)
+    patients = [p for p in orthanc_get.patients if p.studies][:2]
+    path = write_list(tmp_path, "PatientID\n" + "\n".join(p.patient_id for p in patients))
+    ours = tmp_path / "ours"
+    r = run_findtui(["-S", "-k", "QueryRetrieveLevel=STUDY", "--profile", "orthanc",
+                     "--profile", "dcmtk", "--query-list", path, "--retrieve", "get",
+                     "-od", str(ours), "--no-history"], timeout=180)
+    assert "Traceback" not in r.err
+    assert r.returncode == EXIT_OK, r.err[-3000:]
+    assert "[orthanc] retrieving" in r.err and "[dcmtk] retrieving" not in r.err
+    dcmtk = tmp_path / "dcmtk"
+    dcmtk.mkdir()
+    getscu = peers.require_binary("getscu", "dcmtk")
+    for study in (st for p in patients for st in p.studies):
+        d = subprocess.run([getscu, "-S", "-aec", orthanc_get.ae_title, "-od", str(dcmtk),
+                            orthanc_get.address, str(orthanc_get.port), "-k",
+                            "QueryRetrieveLevel=STUDY", "-k",
+                            f"StudyInstanceUID={study.study_instance_uid}"],
+                           capture_output=True, text=True, timeout=120)
+        assert d.returncode == 0, d.stderr
+
+    def uids(folder):
+        return sorted(str(dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+                      for f in folder.rglob("*") if f.is_file())
+
+    want = sorted(i.sop_instance_uid for p in patients for st in p.studies
+                  for i in st.instances)
+    assert uids(ours) == uids(dcmtk) == want

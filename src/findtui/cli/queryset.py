@@ -57,8 +57,7 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
 
         for node in nodes:
             prepare_identifier(dataclasses.replace(spec, request=node.request))
-        seen: set[str] = set()  # an item is fetched once, from the first node that has it
-        collectors = [ItemCollector(dataclasses.replace(spec, request=n.request), seen)
+        collectors = [ItemCollector(dataclasses.replace(spec, request=n.request))
                       for n in nodes]
     run = QuerySetRun(nodes, queries, spec.parallel, spec.split, _split_from(spec))
     old_handler = signal.signal(signal.SIGINT, cancel_on_sigint(run.cancel))
@@ -187,12 +186,16 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
         from findtui.cli.retrieve import run_retrieve
 
         signal.signal(signal.SIGINT, old_handler)
+        taken: set[str] = set()  # each item once, from the first node given that holds it
         for node, collector in zip(nodes, collectors):
-            if collector.items:
+            items = [i for i in collector.items if i.label not in taken]
+            taken.update(i.label for i in items)
+            if items:
                 if several:
-                    LOG.info(f"[{node.label}] retrieving the matches found there first")
+                    LOG.info(f"[{node.label}] retrieving {len(items)} item(s) it holds "
+                             "(and no node given before it)")
                 code = max(code, run_retrieve(dataclasses.replace(spec, request=node.request),
-                                              collector.items))
+                                              items))
     return code
 
 

@@ -50,13 +50,12 @@ class ItemCollector:
     """The query's matches as retrieve items, as they arrive (one per unique key); a match
     that cannot be retrieved is said once."""
 
-    def __init__(self, spec: RunSpec, seen: set[str] | None = None) -> None:
-        """``seen``: shared by the collectors of several nodes (an item is taken once)."""
+    def __init__(self, spec: RunSpec) -> None:
         from findtui.engine.hierarchy import request_level
         from findtui.engine.retrieve import ItemList
 
         self._list = ItemList(spec.request.model,
-                              request_level(spec.request.identifier) or "PATIENT", seen)
+                              request_level(spec.request.identifier) or "PATIENT")
         self.problems = 0
 
     @property

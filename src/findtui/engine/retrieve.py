@@ -803,11 +803,10 @@ class ItemList:
     """Retrieve items made from matches as they come, one per distinct unique key, in
     order (a match can come twice: split sub-queries, several peers, marked twice)."""
 
-    def __init__(self, model: QueryModel, level: str, seen: set[str] | None = None) -> None:
-        """``seen``: the labels taken already, shared by several lists (several peers)."""
+    def __init__(self, model: QueryModel, level: str) -> None:
         self.model, self.level = model, level
         self.items: list[RetrieveItem] = []
-        self._seen: set[str] = set() if seen is None else seen
+        self._seen: set[str] = set()
 
     def add(self, match: Dataset) -> RetrieveItem | None:
         """The new item, or None when it was there already (raises RetrieveError)."""
