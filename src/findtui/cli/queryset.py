@@ -60,6 +60,9 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
         collectors = [ItemCollector(dataclasses.replace(spec, request=n.request))
                       for n in nodes]
     run = QuerySetRun(nodes, queries, spec.parallel, spec.split, _split_from(spec))
+    if several:  # the association's own log lines come from the node's threads: say which
+        _prefix_thread_logs(stack, {f"findtui-node-{n}": f"[{node.label}] "
+                                    for n, node in enumerate(nodes)})
     old_handler = signal.signal(signal.SIGINT, cancel_on_sigint(run.cancel))
     stack.callback(signal.signal, signal.SIGINT, old_handler)
     verbose = LOG.isEnabledFor(logging.INFO)
@@ -174,7 +177,7 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
     else:  # the worst outcome of every node (engine.run's order of severity)
         code = EXIT_CODES[worst_outcome([s.outcome for s in run.summaries])]
     if several:
-        LOG.info(f"{len(nodes)} nodes, {state.received:,} matches in "
+        LOG.info(f"{len(nodes)} nodes, {_matches(state.received)} in "
                  f"{time.monotonic() - started:.1f} s")
     if queries is None:  # a list is not in the history: its base query alone is another
         _record(spec, run, nodes)
@@ -197,6 +200,29 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
                 code = max(code, run_retrieve(dataclasses.replace(spec, request=node.request),
                                               items))
     return code
+
+
+class _ThreadPrefix(logging.Filter):
+    """Puts the node's name in front of the log lines its threads write."""
+
+    def __init__(self, prefixes: dict[str, str]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        prefix = self.prefixes.get(record.threadName)
+        if prefix and isinstance(record.msg, str) and record.msg.strip() \
+                and not record.msg.startswith(prefix):
+            record.msg = prefix + record.msg
+        return True
+
+
+def _prefix_thread_logs(stack: ExitStack, prefixes: dict[str, str]) -> None:
+    flt = _ThreadPrefix(prefixes)
+    for name in ("findtui", "pynetdicom"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(flt)
+            stack.callback(handler.removeFilter, flt)
 
 
 @dataclasses.dataclass
@@ -227,13 +253,17 @@ def _prefixed(prefix: str, lines):
     return LogLines(lines)
 
 
+def _matches(n: int) -> str:
+    return f"{n:,} match{'' if n == 1 else 'es'}"
+
+
 def _node_line(label: str | None, summary, listed: bool) -> None:
     """The node's summary line (warning when anything went wrong)."""
     counts = ", ".join(f"{n} {o.value}" for o, n in sorted(summary.outcomes.items()))
     what = (f"{summary.queries} queries ({counts or 'none ended'}"
             + (f", {summary.not_sent} not sent" if summary.not_sent else "") + "), "
             if listed else "")
-    line = (f"{label + ': ' if label else ''}{what}{summary.received:,} matches in "
+    line = (f"{label + ': ' if label else ''}{what}{_matches(summary.received)} in "
             f"{summary.elapsed:.1f} s on {summary.associations} association(s): "
             f"{summary.outcome.value}")
     if summary.failures and summary.outcome.value in ("network", "failure"):
