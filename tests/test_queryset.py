@@ -375,3 +375,36 @@ def test_retrieve_what_a_list_on_two_nodes_found(orthanc_get, dcmqrscp, tmp_path
     want = sorted(i.sop_instance_uid for p in patients for st in p.studies
                   for i in st.instances)
     assert uids(ours) == uids(dcmtk) == want
+
+
+def _stderr_on_a_terminal(args: list[str]) -> str:
+    """findtui --batch with its stderr on a pseudo-terminal: what it drew there."""
+    import pty
+
+    main, child = pty.openpty()
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "findtui", "--batch", *args],
+                            stdout=subprocess.DEVNULL, stderr=child, stdin=subprocess.DEVNULL,
+                            env=env)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(main)
+    return out.decode("utf-8", "replace")
+
+
+def test_progress_on_a_terminal_and_nothing_with_q(demo, patient_ids, tmp_path):
+    path = write_list(tmp_path, "PatientID\n" + "\n".join(patient_ids) + "\n")
+    base = at(demo, *STUDY, "--query-list", path, "--no-history")
+    drawn = _stderr_on_a_terminal([*base, "-ll", "warning"])
+    assert f"queries {len(patient_ids)}/{len(patient_ids)}," in drawn and "\r" in drawn
+    assert "matches" in drawn and "queries/s" in drawn
+    assert _stderr_on_a_terminal([*base, "-q"]) == ""
