@@ -408,3 +408,40 @@ def test_progress_on_a_terminal_and_nothing_with_q(demo, patient_ids, tmp_path):
     assert f"queries {len(patient_ids)}/{len(patient_ids)}," in drawn and "\r" in drawn
     assert "matches" in drawn and "queries/s" in drawn
     assert _stderr_on_a_terminal([*base, "-q"]) == ""
+
+
+def test_ctrl_c_cancels_every_node_and_keeps_the_rows(tmp_path):
+    import signal
+    import time
+
+    def slow(s):
+        ts = s.transfer_syntax
+        ds = decode(BytesIO(s.request.data), ts == "1.2.840.10008.1.2", True)
+        s.serve([{"PatientID": ds.PatientID, "StudyInstanceUID": f"1.2.3.{ds.PatientID}.{i}"}
+                 for i in range(200)], interval=0.02)
+
+    with FaultSCP(slow) as one, FaultSCP(slow) as two:
+        for name, scp in (("one", one), ("two", two)):
+            r = run_cli("profiles", "add", name, scp.address, str(scp.port), "-aec",
+                        scp.ae_title)
+            assert r.returncode == 0
+        path = write_list(tmp_path, "PatientID\n1\n2\n3\n")
+        out = tmp_path / "out.csv"
+        env = dict(os.environ, PYTHONIOENCODING="utf-8")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "findtui", "--batch", "-S", "-k", "QueryRetrieveLevel=STUDY",
+             "-k", "StudyInstanceUID=", "--profile", "one", "--profile", "two", "--query-list",
+             path, "--output-format", "csv", "--output", str(out), "--no-history"],
+            stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not out.exists() or
+                                               out.read_text().count("\n") < 20):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 5, err  # cancelled
+    assert "Interrupted: sending C-CANCEL" in err and "Traceback" not in err
+    kept = rows(out.read_text())
+    assert 20 <= len(kept) < 2 * 3 * 200  # what arrived, not everything
+    assert {row["node"] for row in kept} <= {"one", "two"}
+    assert one.cancels >= 1 and two.cancels >= 1

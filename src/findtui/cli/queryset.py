@@ -98,8 +98,9 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
             [f"query {query}"] if query is not None else [])
         return f"[{', '.join(parts)}] " if parts else ""
 
+    events = run.events()
     try:
-        for item in run.events():
+        for item in events:
             if isinstance(item, Tagged):
                 event, at = item.event, where(item.node, item.query)
                 if isinstance(event, Pending):
@@ -158,6 +159,7 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
         state.interrupted = True
         LOG.error(f"Aborted after {state.received} responses")
     finally:
+        events.close()  # at once: an early end stops every node's thread
         progress.clear()
     if spec.dedupe:
         for response, held_nodes, held_queries in merged.values():

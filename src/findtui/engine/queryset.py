@@ -202,8 +202,11 @@ class QuerySetRun:
             if alive:  # the consumer stopped early: stop the workers too
                 self.cancel()
             self._closed.set()
+            # A node that does not answer its C-CANCEL is left to the process's exit (the
+            # threads are daemons): the consumer has stopped, nothing of it is lost.
+            deadline = time.monotonic() + (3.0 if alive else 30.0)
             for t in threads:
-                t.join(timeout=10)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # --- workers ---------------------------------------------------------------
 
