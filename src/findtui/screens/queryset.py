@@ -19,7 +19,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from rich.segment import Segment
 from textual.screen import Screen
+from textual.strip import Strip
+from textual.widgets.option_list import OptionDoesNotExist
 from textual.widgets import (
     Checkbox, Footer, Input, Label, Select, SelectionList, Static, TextArea,
 )
@@ -39,6 +42,24 @@ from findtui.engine.split import SPLIT_MODES, SplitError, SplitPlan, unique_key
 from findtui.widgets.results_table import ResultsTable
 
 FORM_NODE = "\x00form"  # the SelectionList value of the form's own connection
+
+
+class NodeList(SelectionList):
+    """A SelectionList whose rows not picked show an empty box: the choice reads without
+    colour too (NO_COLOR, monochrome terminals), not only by the box's colour."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        _, scroll_y = self.scroll_offset
+        try:
+            option = self.get_option_at_index(scroll_y + y)
+        except OptionDoesNotExist:
+            return strip
+        if option.value in self._selected:
+            return strip
+        # SelectionList draws [left side, box, right side, space, prompt...]: empty the box
+        return Strip([Segment(" " * len(seg.text), seg.style) if i == 1 else seg
+                      for i, seg in enumerate(strip)], strip.cell_length)
 
 
 class QuerySetError(ValueError):
@@ -127,7 +148,7 @@ class QuerySetScreen(Screen):
                 options = [(visible(form_label), FORM_NODE, True)]
                 options += [(visible(n), n, False) for n in self.node_names
                             if n != self.node_name]
-                yield SelectionList(*options, id="qs-nodes", compact=True)
+                yield NodeList(*options, id="qs-nodes", compact=True)
             with Horizontal(classes="qs-row"):
                 yield Label("Key", classes="form-label")
                 yield Input(id="qs-key", compact=True, placeholder="e.g. AccessionNumber")
