@@ -445,3 +445,21 @@ def test_ctrl_c_cancels_every_node_and_keeps_the_rows(tmp_path):
     assert 20 <= len(kept) < 2 * 3 * 200  # what arrived, not everything
     assert {row["node"] for row in kept} <= {"one", "two"}
     assert one.cancels >= 1 and two.cancels >= 1
+
+
+def test_split_auto_on_several_nodes_one_of_them_capped(tmp_path):
+    keys = [*STUDY, "--output-format", "csv", "--no-history"]
+    with DemoSCP(patients=PATIENTS, seed=SEED) as full, \
+            DemoSCP(patients=PATIENTS, seed=SEED, cap=7) as capped:
+        add_node("full", full)
+        add_node("capped", capped)
+        plain = run_findtui([*keys, "--profile", "full", "--profile", "capped"])
+        assert plain.returncode == 7, plain.err  # the worst: incomplete
+        assert "[capped] Incomplete: 7 matches arrived" in plain.err
+        r = run_findtui([*keys, "--profile", "full", "--profile", "capped", "--split", "auto"])
+        assert r.returncode == EXIT_OK, r.err[-3000:]
+    got = collections.defaultdict(list)
+    for row in rows(r.out):
+        got[row["node"]].append(row["StudyInstanceUID"])
+    assert len(got["full"]) > 7
+    assert sorted(got["capped"]) == sorted(got["full"])  # the same data, nothing lost
