@@ -11,11 +11,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from findtui.app import make_app
 from findtui.demo import DemoSCP
 from findtui.engine.keys import build_identifier
 from findtui.engine.query import Network, Pending, run_find
-from findtui.screens.queryset import QuerySetScreen
+from findtui.screens.queryset import FORM_NODE, QuerySetScreen
 from findtui.widgets.results_table import ResultsTable
 
 from pilot import sync, wait_for  # noqa: E402
@@ -124,3 +126,32 @@ async def test_bad_input_is_said_and_nothing_runs():
         assert screen.run is None and app.demo.associations == before
         assert any("line 2" in str(n.message) and "StudyDate" in str(n.message)
                    for n in app._notifications)
+
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_query_set_snapshot(snap_compare, size):
+    """Two node profiles (demo SCPs of the same seed), three PatientIDs pasted, after the
+    run: the Node and Query columns, a status line per node."""
+    with DemoSCP(patients=20, seed=4) as north, DemoSCP(patients=20, seed=4) as south:
+        add_node("north", north)
+        add_node("south", south)
+        app = make_app(demo=True, demo_options={"patients": 20, "seed": 4}, no_history=True)
+        app.show_timing = False
+
+        async def run_before(pilot):
+            await pilot.press("f10")
+            await wait_for(pilot, lambda: isinstance(app.screen, QuerySetScreen), what="screen")
+            screen = app.screen
+            nodes = screen.query_one("#qs-nodes")
+            nodes.replace_option_prompt("form", "this form: FINDTUI-DEMO@127.0.0.1:11112")
+            nodes.deselect(FORM_NODE)
+            await fill(pilot, screen, "PatientID", PATIENTS, ["north", "south"])
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: screen.run is None and screen.nodes, what="the end")
+            screen.query_one(ResultsTable).sort_by(0)  # arrival order differs run to run
+            await pilot.pause()
+
+        assert snap_compare(app, terminal_size=size, run_before=run_before)

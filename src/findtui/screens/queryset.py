@@ -23,6 +23,7 @@ from rich.segment import Segment
 from textual.screen import Screen
 from textual.strip import Strip
 from textual.widgets.option_list import OptionDoesNotExist
+from textual.widgets.selection_list import Selection
 from textual.widgets import (
     Checkbox, Footer, Input, Label, Select, SelectionList, Static, TextArea,
 )
@@ -145,8 +146,8 @@ class QuerySetScreen(Screen):
         with Vertical(id="qs-form"):
             with Horizontal(classes="qs-row qs-tall"):
                 yield Label("Nodes", classes="form-label")
-                options = [(visible(form_label), FORM_NODE, True)]
-                options += [(visible(n), n, False) for n in self.node_names
+                options = [Selection(visible(form_label), FORM_NODE, True, id="form")]
+                options += [Selection(visible(n), n, False) for n in self.node_names
                             if n != self.node_name]
                 yield NodeList(*options, id="qs-nodes", compact=True)
             with Horizontal(classes="qs-row"):
