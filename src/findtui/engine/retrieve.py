@@ -33,7 +33,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
+from typing import Annotated, Any, Literal
 
+import msgspec
+from msgspec import Meta, Struct
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
@@ -51,7 +54,7 @@ from pynetdicom.status import code_to_category
 
 from findtui.engine.hierarchy import LEVEL_UNIQUE_KEY, UPPER_UNIQUE_KEYS
 from findtui.engine.models import QueryModel, status_name
-from findtui.engine.network import Network
+from findtui.engine.network import Network, NetworkError, validation_error
 from findtui.engine.query import AssociationFailed, FindRequest, _associate
 
 GET_MODELS = {
@@ -137,6 +140,44 @@ class RetrieveError(ValueError):
     def __init__(self, message: str, settings: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.settings = settings
+
+
+# --- a node's retrieve settings ------------------------------------------------
+
+
+class RetrieveOptions(Struct, frozen=True, forbid_unknown_fields=True):
+    """How to retrieve from a peer, as a node profile gives it: every field optional, each
+    one a default that the command line or the TUI's dialog can override. The field types
+    and constraints are the validation rules (``retrieve_options_from``)."""
+
+    retrieve: Literal["get", "move"] | None = None  # the method
+    move_destination: Annotated[str, Meta(pattern=r"^(?=.*[^ ])[ -\[\]-~]{1,16}$")] | None = None
+    store_port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    store_host: Annotated[str, Meta(pattern=r"^[^\s\x00-\x1f\x7f-\x9f]{1,253}$")] | None = None
+    retrieve_folder: Annotated[str, Meta(min_length=1, pattern=r"^[^\x00]*$")] | None = None
+    layout: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (TOML), unset fields left out."""
+        return {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
+
+
+RETRIEVE_FIELDS: tuple[str, ...] = RetrieveOptions.__struct_fields__
+
+
+def retrieve_options_from(data: dict[str, Any]) -> RetrieveOptions:
+    """Validated RetrieveOptions from plain data (a profile table, the profile editor);
+    raises NetworkError naming the field and saying what it takes."""
+    try:
+        options = msgspec.convert(data, RetrieveOptions)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc, data) from None
+    if options.layout is not None:
+        try:
+            Layout(options.layout)
+        except RetrieveError as exc:
+            raise NetworkError("layout", "layout " + str(exc).removeprefix("--layout ")) from None
+    return options
 
 
 # --- what to retrieve ----------------------------------------------------------
