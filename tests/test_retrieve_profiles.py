@@ -148,3 +148,105 @@ def test_a_bad_retrieve_field_in_the_file_names_its_line(line, message):
     r = findtui("profiles", "list")
     assert r.returncode == ExitCode.BAD_INPUT
     assert message in r.stderr
+
+
+# --- end to end: the demo SCP, the files, the history ---------------------------------
+
+
+def uids_at(folder: Path) -> dict[str, str]:
+    """relative path -> SOP Instance UID of every file under ``folder``."""
+    return {str(p.relative_to(folder)): str(dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def demo():
+    from findtui.demo import DemoSCP
+
+    port = peers.free_port()
+    with DemoSCP(patients=4, seed=3, move_port=port) as scp:
+        scp.store_port = port
+        yield scp
+
+
+def expected_files(demo, patient: str, layout_root: str = "") -> dict[str, str]:
+    from findtui.demo.retrieve import instances
+
+    ident = Dataset()
+    ident.QueryRetrieveLevel, ident.PatientID = "PATIENT", patient
+    return {f"{patient}/{ds.SOPInstanceUID}.dcm": str(ds.SOPInstanceUID)
+            for ds in instances(demo.data, ident)}
+
+
+def test_a_retrieve_with_the_profiles_settings_is_recorded_and_rerun(demo, tmp_path):
+    folder = tmp_path / "from-profile"
+    save_node("demo", demo.address, demo.port, retrieve="move", store_port=demo.store_port,
+              store_host="127.0.0.1", retrieve_folder=str(folder), layout=PROFILE_LAYOUT)
+    patient = demo.data.patients[1][1]
+    r = findtui("--batch", "--profile", "demo", "-aec", demo.ae_title, "-S", "-k",
+                "QueryRetrieveLevel=STUDY", "-k", f"PatientID={patient}", "--retrieve")
+    assert r.returncode == ExitCode.OK, r.stderr
+    assert "by C-MOVE into" in r.stderr
+    expected = expected_files(demo, patient)
+    assert uids_at(folder) == expected and expected
+
+    # one history line: the query and its retrieve
+    entry = History().entries()[-1]
+    assert entry.results >= 1 and entry.node == "demo"
+    r_ = entry.retrieve
+    assert (r_.method, r_.outcome, r_.written, r_.skipped, r_.folder, r_.layout,
+            r_.store_port) == ("move", "success", len(expected), 0, str(folder),
+                               PROFILE_LAYOUT, demo.store_port)
+    shown = findtui("history").stdout
+    assert f"retrieve: C-MOVE success: {len(expected)} written" in shown
+    assert str(folder) in shown
+    line = json.loads(findtui("history", "--json").stdout.splitlines()[-1])
+    assert line["retrieve"]["written"] == len(expected)
+
+    # run again from the history: the same retrieve into the same folder, a cheap resume
+    again = findtui("history", "rerun", "-1")
+    assert again.returncode == ExitCode.OK, again.stderr
+    assert f"0 written (0.0 MB), {len(expected)} already on disk" in again.stderr
+    assert History().entries()[-1].retrieve.skipped == len(expected)
+    only_query = findtui("history", "rerun", "-1", "--no-retrieve")
+    assert only_query.returncode == ExitCode.OK and "Retrieved " not in only_query.stderr
+    assert History().entries()[-1].retrieve is None
+
+
+def test_a_method_given_overrides_the_profiles(demo, tmp_path):
+    save_node("demo", demo.address, demo.port, retrieve="move", store_port=demo.store_port,
+              retrieve_folder=str(tmp_path / "node"))
+    patient = demo.data.patients[0][1]
+    r = findtui("--batch", "--profile", "demo", "-aec", demo.ae_title, "-S", "-k",
+                "QueryRetrieveLevel=STUDY", "-k", f"PatientID={patient}", "--retrieve", "get",
+                "-od", str(tmp_path / "given"), "--layout", PROFILE_LAYOUT)
+    assert r.returncode == ExitCode.OK, r.stderr
+    assert "by C-GET into" in r.stderr
+    assert uids_at(tmp_path / "given") == expected_files(demo, patient)
+    assert not (tmp_path / "node").exists()
+    assert History().entries()[-1].retrieve.method == "get"
+
+
+# --- the history file ------------------------------------------------------------------
+
+
+OLD_LINE = {"time": "2024-06-01T10:12:03+02:00", "address": "10.0.0.5", "port": 4242,
+            "calling_aet": "FINDSCU", "called_aet": "ORTHANC", "acse_timeout": 30.0,
+            "dimse_timeout": 30.0, "network_timeout": 30.0, "max_pdu": 16382, "tls": None,
+            "transfer_syntax": None, "prefer_transfer_syntax": None, "max_results": None,
+            "model": "study", "keys": ["QueryRetrieveLevel=STUDY", "PatientID=PID1"],
+            "results": 3, "outcome": "success", "status": "Success", "status_code": 0,
+            "node": None, "query": None, "ext_neg": [], "source": "cli"}
+
+
+def test_old_history_lines_load_and_keep_their_format():
+    entry = HistoryEntry.from_json(OLD_LINE)
+    assert entry.retrieve is None and entry.complete
+    assert entry.to_json() == OLD_LINE  # no "retrieve" key added to a run without one
+    record = RetrieveRecord("get", "partial", 2, 2, 5, 1, 1, 1234, "/data/x",
+                            DEFAULT_LAYOUT, message=None)
+    line = {**OLD_LINE, "retrieve": json.loads(json.dumps(msgspec.to_builtins(record)))}
+    assert HistoryEntry.from_json(line).retrieve == record
+    assert HistoryEntry.from_json(line).to_json() == line
+    with pytest.raises(ValueError):
+        HistoryEntry.from_json({**OLD_LINE, "retrieve": {"method": "fetch"}})

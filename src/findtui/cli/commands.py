@@ -383,6 +383,8 @@ def history_main(argv: list[str]) -> int:
         query = f" [{e.query}]" if e.query else ""
         _print(f"{number:>3}  {e.time}  {peer}{tls}  {MODEL_NAMES[e.model]}{query}  {e.results} "
                f"result{'' if e.results == 1 else 's'}  {e.status}  {' '.join(e.keys)}")
+        if e.retrieve is not None:
+            _print(f"     retrieve: {e.retrieve.describe()}")
     return ExitCode.OK
 
 
@@ -400,6 +402,8 @@ def _rerun(argv: list[str]) -> int:
                     "against the demo SCP starts the demo SCP again.")
     p.add_argument("number", type=int, metavar="N",
                    help="the entry's number in 'findtui history' (-1: the last run)")
+    p.add_argument("--no-retrieve", action="store_true",
+                   help="run only the query of an entry that retrieved its matches")
     add_log_options(p)
     _add_output_options(p.add_argument_group("Output Options"))
     args = p.parse_args(argv)
@@ -427,10 +431,21 @@ def _rerun(argv: list[str]) -> int:
     except KeyPathError as exc:
         _print(f"findtui history rerun: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    retrieve, folder = None, None
+    if entry.retrieve is not None and not args.no_retrieve:
+        from findtui.cli.resolve import RetrieveSpec
+        from findtui.engine.retrieve import DEFAULT_STORE_PORT
+
+        r = entry.retrieve  # the same retrieve, into the same folder unless -od says
+        retrieve = RetrieveSpec(r.method, r.layout, r.store_port or DEFAULT_STORE_PORT,
+                                r.move_destination, r.store_host)
+        folder = r.folder
     spec = RunSpec(request=request, keys=entry.keys, output_format=args.output_format or "log",
                    output=args.output, write=args.write,
-                   output_directory=args.output_directory or ".", overwrite=args.overwrite,
-                   csv_excel_safe=args.csv_excel_safe, node_profile=entry.node, query_profile=entry.query, demo=entry.demo)
+                   output_directory=args.output_directory or folder or ".",
+                   overwrite=args.overwrite, csv_excel_safe=args.csv_excel_safe,
+                   node_profile=entry.node, query_profile=entry.query, demo=entry.demo,
+                   retrieve=retrieve)
     try:
         return int(run_batch(spec))
     except BrokenPipeError:
