@@ -137,11 +137,11 @@ def run_retrieve(spec: RunSpec, items: list):
             if isinstance(event, ItemStarted):
                 progress.show(f"Retrieving {event.index}/{total} {event.item.label}", True)
             elif isinstance(event, ItemProgress):
-                done = summary.written + summary.skipped + event.written + event.skipped
-                rate = (summary.bytes + event.bytes) / max(time.monotonic() - started, 1e-3)
+                done = summary.written + summary.skipped  # this item's included
+                rate = summary.bytes / max(time.monotonic() - started, 1e-3)
                 left = "" if event.remaining is None else f", {event.remaining} left in item"
                 progress.show(f"Retrieving {event.index}/{total}: {done} instance(s), "
-                              f"{megabytes(summary.bytes + event.bytes)}, {rate / 1e6:.1f} MB/s{left}")
+                              f"{megabytes(summary.bytes)}, {rate / 1e6:.1f} MB/s{left}")
             elif isinstance(event, ItemDone):
                 progress.clear()
                 _log_item(event, total)

@@ -713,9 +713,9 @@ class RetrieveJob:
         last = time.monotonic()
         try:
             for status, _identifier in responses:
-                last = time.monotonic()
                 if status is None or "Status" not in status:
                     break  # no answer in time, or the association went
+                last = time.monotonic()
                 code = int(status.Status)
                 completed = int(status.get("NumberOfCompletedSuboperations", completed) or 0)
                 failed = int(status.get("NumberOfFailedSuboperations", failed) or 0)
@@ -734,7 +734,11 @@ class RetrieveJob:
             item_done.set()
         written, skipped, nbytes = self._counts(before)
         if final_status is None:
-            # pynetdicom ends its generator on an abort as on a timeout: tell them apart
+            # What arrived before the end counts (the summary, the history).
+            yield ItemProgress(index, remaining, completed, failed, warning, written, skipped,
+                               nbytes)
+            # pynetdicom ends its generator on an abort as on a timeout (after which it
+            # aborts the association itself): tell them apart by the silence before it
             timed_out = time.monotonic() - last >= req.network.dimse_timeout - 0.5
             if self._cancel.is_set():
                 if assoc.is_established:
@@ -742,7 +746,7 @@ class RetrieveJob:
                 yield RetrieveFault(
                     "cancel-timeout", f"no final status within {req.cancel_grace:g} s of "
                     f"C-CANCEL; association aborted; {self.writer.written} instance(s) kept", ())
-            elif assoc.is_aborted or not assoc.is_established or not timed_out:
+            elif not timed_out:
                 if assoc.is_established:
                     assoc.abort()
                 yield RetrieveFault(
@@ -792,32 +796,41 @@ class RetrieveSummary:
     done: list[ItemDone] = field(default_factory=list)
     fault: RetrieveFault | AssociationFailed | None = None
     cancel_requested: bool = False
+    current: ItemProgress | None = None  # the item under way (or cut short): its counts
 
     def feed(self, event: Event) -> None:
         if isinstance(event, ItemStarted):
             self.items = event.total
+            self.current = None
+        elif isinstance(event, ItemProgress):
+            self.current = event
         elif isinstance(event, ItemDone):
             self.done.append(event)
+            self.current = None
         elif isinstance(event, (RetrieveFault, AssociationFailed)):
             if self.fault is None or isinstance(self.fault, RetrieveFault) and \
                     self.fault.kind != "output":
                 self.fault = event
 
+    def _sum(self, name: str) -> int:
+        under_way = getattr(self.current, name) if self.current is not None else 0
+        return sum(getattr(d, name) for d in self.done) + under_way
+
     @property
     def written(self) -> int:
-        return sum(d.written for d in self.done)
+        return self._sum("written")
 
     @property
     def skipped(self) -> int:
-        return sum(d.skipped for d in self.done)
+        return self._sum("skipped")
 
     @property
     def failed(self) -> int:
-        return sum(d.failed for d in self.done)
+        return self._sum("failed")
 
     @property
     def bytes(self) -> int:
-        return sum(d.bytes for d in self.done)
+        return self._sum("bytes")
 
     @property
     def outcome(self) -> str:
