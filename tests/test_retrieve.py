@@ -524,3 +524,56 @@ def test_a_peer_abort_mid_move_keeps_what_arrived(tmp_path):
     assert fault.kind == "aborted" and "3 instance(s) written so far are kept" in fault.message
     assert summary.outcome == "network" and summary.written == 3
     assert len(list(tmp_path.rglob("*.dcm"))) == 3 and not part_files(tmp_path)
+
+
+# --- memory: a huge instance is held once ------------------------------------------------
+
+
+class BigInstanceSCP(FaultGetSCP):
+    """Answers the study 1.2.3 with one CT instance of ``size`` bytes of pixel data."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(good=0, then="none")
+        self.size = size
+
+    def _get(self, event):
+        yield 1
+        ds = _ct(0)
+        ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored = self.size // 16384, 8192, 16, 16
+        ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 15, 0, 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = bytes(self.size)
+        yield 0xFF00, ds
+
+
+# The peak RSS (KiB) of one `findtui --batch ...` run, measured in a wrapper whose only child
+# it is (this test process has had bigger children, Orthanc among them).
+PEAK_RSS = ("import resource, subprocess, sys\n"
+            "r = subprocess.run([sys.executable, '-m', 'findtui', '--batch', *sys.argv[1:]],"
+            " capture_output=True)\n"
+            "assert r.returncode == 0, r.stderr.decode()[-2000:]\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+
+
+def _peak_rss_of_a_get(size: int, folder: Path) -> int:
+    with BigInstanceSCP(size) as scp:
+        measured = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, "--no-history", "-q", "-S", "-aec",
+             "FAULTY", "127.0.0.1", str(scp.port), "-k", "QueryRetrieveLevel=STUDY", "-k",
+             "StudyInstanceUID=", "--retrieve", "get", "-od", str(folder)],
+            capture_output=True, text=True, timeout=600)
+    assert measured.returncode == 0, measured.stderr
+    (written,) = [p for p in folder.rglob("*") if p.is_file()]
+    assert written.stat().st_size > size and not part_files(folder)
+    return int(measured.stdout.strip()) * 1024
+
+
+def test_a_huge_instance_is_not_held_twice_in_memory(tmp_path):
+    """A C-GET of a 256 MB instance: the client's peak memory grows by about the instance
+    once (pynetdicom assembles it in memory), not twice (it was copied again to put the file
+    meta in front of it)."""
+    size = 256 * 1024 * 1024
+    small = _peak_rss_of_a_get(1024 * 1024, tmp_path / "small")
+    big = _peak_rss_of_a_get(size, tmp_path / "big")
+    assert big - small < 1.5 * size, f"peak {big / 2**20:.0f} MiB, a 1 MiB instance: " \
+                                     f"{small / 2**20:.0f} MiB"

@@ -51,6 +51,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 from pynetdicom.status import code_to_category
+from pynetdicom.dsutils import encode_file_meta
 
 from findtui.engine.hierarchy import LEVEL_UNIQUE_KEY, UPPER_UNIQUE_KEYS
 from findtui.engine.models import QueryModel, status_name
@@ -352,9 +353,11 @@ class InstanceWriter:
             raise RetrieveError(f"output directory {d!r} is not writable; choose another",
                                 ("output_directory",))
 
-    def store(self, data: bytes, values: dict[str, str]) -> str:
-        """Write one instance (a Part-10 file's bytes); returns its path. Raises OSError
-        (the disk is full...) or RetrieveError (a path that would leave the folder)."""
+    def store(self, data: bytes | Sequence[bytes], values: dict[str, str]) -> str:
+        """Write one instance (a Part-10 file's bytes, or its parts in order); returns its
+        path. Raises OSError (the disk is full...) or RetrieveError (a path that would leave
+        the folder)."""
+        parts = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else tuple(data)
         rel = self.layout.path(values)
         path = os.path.join(self.directory, rel)
         folder = os.path.dirname(path)
@@ -367,7 +370,8 @@ class InstanceWriter:
         fd, temp = tempfile.mkstemp(dir=folder, prefix=".findtui-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fp:
-                fp.write(data)
+                for part in parts:
+                    fp.write(part)
             try:
                 os.link(temp, path)  # never over an existing file, all or nothing
             except FileExistsError:
@@ -383,7 +387,7 @@ class InstanceWriter:
                 os.unlink(temp)
             except OSError:
                 pass
-        return self._counted(path, size=len(data))
+        return self._counted(path, size=sum(len(part) for part in parts))
 
     def _counted(self, path: str, skipped: bool = False, size: int = 0) -> str:
         """Count an instance written (``size`` bytes) or already on disk; returns ``path``.
@@ -554,7 +558,10 @@ class RetrieveJob:
             values.setdefault("SOPInstanceUID", uid)
             values["SOPInstanceUID"] = uid or values.get("SOPInstanceUID", "")
             values.setdefault("SOPClassUID", str(request.AffectedSOPClassUID or ""))
-            self.writer.store(event.encoded_dataset(include_meta=True), values)
+            # The dataset as received, behind its file meta, written in two parts:
+            # event.encoded_dataset() would join them into a second copy of the instance.
+            meta = b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta)
+            self.writer.store((meta, raw), values)
         except RetrieveError as exc:
             self.output_error = str(exc)
             return 0xA700
