@@ -209,7 +209,6 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         summary.finish()
     if summary.outcome is Outcome.INCOMPLETE:
         LOG.warning(incomplete_message(summary, spec.split))
-    record_history(spec, summary)
     if rsp_writer and rsp_writer.written:
         LOG.info(f"Wrote {len(rsp_writer.written)} response file(s) to "
                  f"{str(Path(spec.output_directory))!r}")
@@ -219,12 +218,15 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                     f"run are still in {str(Path(spec.output_directory))!r}: they are not "
                     "results of this query")
     code = exit_code(summary)
+    retrieved = None
     if collector is not None and summary.outcome in (Outcome.SUCCESS, Outcome.WARNING,
                                                      Outcome.INCOMPLETE):
         from findtui.cli.retrieve import run_retrieve
 
         signal.signal(signal.SIGINT, old_handler)
-        code = max(code, run_retrieve(spec, collector.items))
+        retrieve_code, retrieved = run_retrieve(spec, collector.items)
+        code = max(code, retrieve_code)
+    record_history(spec, summary, retrieved)  # one line: the query and its retrieve
     return code
 
 
@@ -266,7 +268,7 @@ class _Progress:
             sys.stderr.flush()
 
 
-def record_history(spec: RunSpec, summary: RunSummary) -> None:
+def record_history(spec: RunSpec, summary: RunSummary, retrieved=None) -> None:
     """Add the run to the history; a history that cannot be written never fails the query."""
     try:
         from findtui.config.history import History, HistoryEntry, history_wanted
@@ -281,6 +283,7 @@ def record_history(spec: RunSpec, summary: RunSummary) -> None:
             return
         History().append(HistoryEntry.from_run(
             spec.request, summary, node=spec.node_profile, query=spec.query_profile,
-            keys=None if spec.file else spec.keys, source="cli", demo=spec.demo))
+            keys=None if spec.file else spec.keys, source="cli", demo=spec.demo,
+            retrieve=retrieved))
     except Exception as exc:  # noqa: BLE001 - any failure here is only worth a warning
         LOG.warning(f"The run was not recorded in the history: {exc}")

@@ -113,25 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--demo", action="store_true",
                      help="start the embedded demo SCP and open the terminal UI on it")
 
-    ret = p.add_argument_group("Retrieve Options (with --batch: fetch what the query found)")
-    ret.add_argument("--retrieve", choices=["get", "move"],
-                     help="after the query, retrieve every match at the query's level by "
-                          "C-GET or C-MOVE into -od DIR")
-    ret.add_argument("--move-dest", metavar="AET",
-                     help="C-MOVE destination (default: our -aet, received by our own Storage "
-                          "SCP; another AE: the PACS sends there and nothing is written here)")
-    ret.add_argument("--store-port", metavar="PORT", type=int,
-                     help="port of our Storage SCP for C-MOVE, listening only while the "
-                          "retrieve runs (default 11113)")
-    ret.add_argument("--store-host", metavar="HOST",
-                     help="address our Storage SCP listens on (default: all interfaces, since "
-                          "the PACS must reach it)")
-    ret.add_argument("--layout", metavar="TEMPLATE",
-                     help="file path of each instance under -od, with {PatientID}, "
-                          "{StudyInstanceUID}, {SeriesInstanceUID}, {SOPInstanceUID}, "
-                          "{Modality}, {StudyDate}, ... (default "
-                          "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
-                          "{SOPInstanceUID}.dcm)")
+    add_retrieve_options(p.add_argument_group(
+        "Retrieve Options (with --batch: fetch what the query found)"))
     return p
 
 
@@ -158,6 +141,44 @@ def _add_network_options(net) -> None:
             help_text = f"{setting.help} (default: {default:g})" if isinstance(default, float) \
                 else f"{setting.help} (default: {default})"
         net.add_argument(*setting.flags, help=help_text, **kwargs)
+
+
+def _retrieve_method(text: str) -> str:
+    if text not in ("get", "move", ""):  # "": --retrieve alone (the node profile's method)
+        raise argparse.ArgumentTypeError(f"{text!r}: give get or move (or nothing: the node "
+                                         "profile's method, else get)")
+    return text
+
+
+def add_retrieve_options(ret, node_profile: bool = False) -> None:
+    """--retrieve and its options: for a run, or (``node_profile``) a node's defaults."""
+    if node_profile:
+        ret.add_argument("--retrieve", choices=["get", "move"],
+                         help="how to retrieve from this node when 'findtui --retrieve' names "
+                              "no method")
+        ret.add_argument("--retrieve-folder", metavar="DIR",
+                         help="where retrieves from this node go unless -od is given")
+    else:
+        ret.add_argument("--retrieve", nargs="?", const="", type=_retrieve_method,
+                         metavar="get|move",
+                         help="after the query, retrieve every match at the query's level by "
+                              "C-GET or C-MOVE into -od DIR; without get|move: the node "
+                              "profile's method, else get")
+    ret.add_argument("--move-dest", metavar="AET",
+                     help="C-MOVE destination (default: our -aet, received by our own Storage "
+                          "SCP; another AE: the PACS sends there and nothing is written here)")
+    ret.add_argument("--store-port", metavar="PORT", type=int,
+                     help="port of our Storage SCP for C-MOVE, listening only while the "
+                          "retrieve runs (default 11113)")
+    ret.add_argument("--store-host", metavar="HOST",
+                     help="address our Storage SCP listens on (default: all interfaces, since "
+                          "the PACS must reach it)")
+    ret.add_argument("--layout", metavar="TEMPLATE",
+                     help="file path of each instance under -od, with {PatientID}, "
+                          "{StudyInstanceUID}, {SeriesInstanceUID}, {SOPInstanceUID}, "
+                          "{Modality}, {StudyDate}, ... (default "
+                          "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
+                          "{SOPInstanceUID}.dcm)")
 
 
 def _add_tls_options(tls) -> None:

@@ -181,26 +181,28 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
     if several:
         LOG.info(f"{len(nodes)} nodes, {_matches(state.received)} in "
                  f"{time.monotonic() - started:.1f} s")
-    if queries is None:  # a list is not in the history: its base query alone is another
-        _record(spec, run, nodes)
     if rsp_writer and rsp_writer.written:
         LOG.info(f"Wrote {len(rsp_writer.written)} response file(s) to "
                  f"{spec.output_directory!r}")
+    retrieved: list = [None] * len(nodes)
     if collectors is not None and state.output_error is None and not state.interrupted \
             and not run.cancel_requested:
         from findtui.cli.retrieve import run_retrieve
 
         signal.signal(signal.SIGINT, old_handler)
         taken: set[str] = set()  # each item once, from the first node given that holds it
-        for node, collector in zip(nodes, collectors):
+        for n, (node, collector) in enumerate(zip(nodes, collectors)):
             items = [i for i in collector.items if i.label not in taken]
             taken.update(i.label for i in items)
             if items:
                 if several:
                     LOG.info(f"[{node.label}] retrieving {len(items)} item(s) it holds "
                              "(and no node given before it)")
-                code = max(code, run_retrieve(dataclasses.replace(spec, request=node.request),
-                                              items))
+                retrieve_code, retrieved[n] = run_retrieve(
+                    dataclasses.replace(spec, request=node.request), items)
+                code = max(code, retrieve_code)
+    if queries is None:  # a list is not in the history: its base query alone is another
+        _record(spec, run, nodes, retrieved)
     return code
 
 
@@ -274,16 +276,16 @@ def _node_line(label: str | None, summary, listed: bool) -> None:
     (LOG.info if ok else LOG.warning)(line)
 
 
-def _record(spec: RunSpec, run, nodes) -> None:
-    """One history entry per node: the query and the node's outcome."""
+def _record(spec: RunSpec, run, nodes, retrieved: list) -> None:
+    """One history entry per node: the query, the node's outcome, its retrieve."""
     from findtui.engine.run import RunSummary
 
-    for node, summary in zip(nodes, run.summaries):
+    for node, summary, record in zip(nodes, run.summaries, retrieved):
         entry = RunSummary(received=summary.received, associated=summary.associations > 0)
         entry.outcome = summary.outcome
         entry.title = summary.outcome.value.capitalize()
         record_history(dataclasses.replace(spec, request=node.request,
-                                           node_profile=node.name), entry)
+                                           node_profile=node.name), entry, record)
 
 
 class _Progress:

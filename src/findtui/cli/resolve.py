@@ -129,8 +129,18 @@ def resolve_options(args: argparse.Namespace) -> None:
         # the profile's applies to its CSV, not to another format given here
         args.csv_excel_safe = args.csv_excel_safe or (
             query.csv_excel_safe and args.output_format == "csv")
+    apply_node_retrieve(args, node)
     args.output_format = args.output_format or "log"
     args.output_directory = args.output_directory or "."
+
+
+def apply_node_retrieve(args: argparse.Namespace, node) -> None:
+    """The node profile's retrieve settings, kept for retrieve_spec (args.node_retrieve);
+    with --retrieve, its folder is -od's default (after the query profile's)."""
+    args.node_retrieve = node.retrieve if node is not None else None
+    folder = node.retrieve.retrieve_folder if node is not None else None
+    if args.retrieve is not None and folder:
+        args.output_directory = args.output_directory or _expanded(folder)
 
 
 def network_from_args(args: argparse.Namespace, base: Network | None = None) -> Network:
@@ -220,7 +230,11 @@ def check_batch_options(args: argparse.Namespace) -> None:
 
 
 def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
-    """The retrieve options, checked (raises UsageError); None without --retrieve."""
+    """The retrieve options, checked (raises UsageError); None without --retrieve.
+
+    What the command line leaves unset comes from the node profile (args.node_retrieve,
+    set by resolve_options), then from the engine's defaults; a profile's setting never
+    conflicts with an option given (a move destination is simply unused by a C-GET)."""
     given = [flag for flag, value in (("--move-dest", args.move_dest),
                                       ("--store-port", args.store_port),
                                       ("--store-host", args.store_host),
@@ -229,12 +243,16 @@ def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
         if given:
             raise UsageError(f"{given[0]} needs --retrieve get|move")
         return None
+    node = getattr(args, "node_retrieve", None)
+    method = args.retrieve or (node.retrieve if node is not None else None) or "get"
     if args.model == "W":
         raise UsageError("--retrieve needs a query/retrieve model (-P, -S or -O); worklist "
                          "items cannot be retrieved")
-    if args.retrieve == "get" and (args.move_dest or args.store_port is not None
-                                   or args.store_host):
-        raise UsageError("--move-dest, --store-port and --store-host are for --retrieve move")
+    if method == "get" and (args.move_dest or args.store_port is not None
+                            or args.store_host):
+        how = "" if args.retrieve else " (the node profile's retrieve method is get)"
+        raise UsageError(f"--move-dest, --store-port and --store-host are for --retrieve "
+                         f"move{how}")
     if args.store_port is not None and not 1 <= args.store_port <= 65535:
         raise UsageError(f"--store-port takes a TCP port (1-65535), not {args.store_port}")
     if args.move_dest is not None and not (0 < len(args.move_dest.strip()) <= 16):
@@ -243,15 +261,20 @@ def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
         DEFAULT_LAYOUT, DEFAULT_STORE_PORT, Layout, RetrieveError,
     )
 
-    layout = args.layout or DEFAULT_LAYOUT
+    layout = args.layout or (node.layout if node is not None else None) or DEFAULT_LAYOUT
     try:
         Layout(layout)
     except RetrieveError as exc:
         raise UsageError(str(exc)) from None
-    return RetrieveSpec(args.retrieve, layout,
-                        DEFAULT_STORE_PORT if args.store_port is None else args.store_port,
-                        args.move_dest.strip() if args.move_dest else None,
-                        args.store_host or "")
+    move_dest = args.move_dest.strip() if args.move_dest else None
+    store_port, store_host = args.store_port, args.store_host
+    if method == "move" and node is not None:
+        move_dest = move_dest or node.move_destination
+        store_port = node.store_port if store_port is None else store_port
+        store_host = store_host or node.store_host
+    return RetrieveSpec(method, layout,
+                        DEFAULT_STORE_PORT if store_port is None else store_port,
+                        move_dest, store_host or "")
 
 
 def split_plan(spec: RunSpec):

@@ -742,12 +742,12 @@ class QueryScreen(Screen):
         def done(settings) -> None:
             if settings is None:
                 return
-            self.app.retrieve_defaults = settings  # type: ignore[attr-defined]
             self.app.queue_retrieves(settings, level.request.network, model,  # type: ignore[attr-defined]
                                      items, titles)
             table.clear_marks()
 
-        self.app.push_screen(RetrieveDialog(len(items), noun, self.app.retrieve_settings()),  # type: ignore[attr-defined]
+        defaults = self.app.retrieve_settings(level.request.network)  # type: ignore[attr-defined]
+        self.app.push_screen(RetrieveDialog(len(items), noun, defaults),
                              done)
 
     def _update_empty_text(self) -> None:
