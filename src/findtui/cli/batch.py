@@ -284,6 +284,6 @@ def record_history(spec: RunSpec, summary: RunSummary, retrieved=None) -> None:
         History().append(HistoryEntry.from_run(
             spec.request, summary, node=spec.node_profile, query=spec.query_profile,
             keys=None if spec.file else spec.keys, source="cli", demo=spec.demo,
-            retrieve=retrieved))
+            retrieve=retrieved, split=spec.split, split_from=spec.split_from))
     except Exception as exc:  # noqa: BLE001 - any failure here is only worth a warning
         LOG.warning(f"The run was not recorded in the history: {exc}")

@@ -381,6 +381,8 @@ def history_main(argv: list[str]) -> int:
             peer = "demo SCP"
         tls = " TLS" if e.network.tls is not None else ""
         query = f" [{e.query}]" if e.query else ""
+        if e.split:
+            query += f" split {e.split}" + (f" from {e.split_from}" if e.split_from else "")
         _print(f"{number:>3}  {e.time}  {peer}{tls}  {MODEL_NAMES[e.model]}{query}  {e.results} "
                f"result{'' if e.results == 1 else 's'}  {e.status}  {' '.join(e.keys)}")
         if e.retrieve is not None:
@@ -445,7 +447,7 @@ def _rerun(argv: list[str]) -> int:
                    output_directory=args.output_directory or folder or ".",
                    overwrite=args.overwrite, csv_excel_safe=args.csv_excel_safe,
                    node_profile=entry.node, query_profile=entry.query, demo=entry.demo,
-                   retrieve=retrieve)
+                   retrieve=retrieve, split=entry.split, split_from=entry.split_from)
     try:
         return int(run_batch(spec))
     except BrokenPipeError:

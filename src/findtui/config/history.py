@@ -106,6 +106,8 @@ class _Record(Struct, forbid_unknown_fields=True):
     source: str = "cli"
     demo: bool = False
     retrieve: RetrieveRecord | None = None
+    split: Literal["auto", "day", "week", "month", "year"] | None = None
+    split_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,16 @@ class HistoryEntry:
     demo: bool = False  # ran against the embedded demo SCP (its port changes every start)
     complete: bool = True  # False: an old entry without TLS, timeouts, PDU, transfer syntaxes
     retrieve: RetrieveRecord | None = None  # the retrieve that followed the query, if any
+    split: str | None = None  # --split MODE (engine.split): the query ran split by date
+    split_from: str | None = None  # --split-from YYYYMMDD
 
     @classmethod
     def from_run(cls, request: FindRequest, summary: RunSummary, *, node: str | None = None,
                  query: str | None = None, source: str = "cli", demo: bool = False,
                  keys: Sequence[str] | None = None,
                  when: _dt.datetime | None = None,
-                 retrieve: RetrieveRecord | None = None) -> HistoryEntry:
+                 retrieve: RetrieveRecord | None = None, split: str | None = None,
+                 split_from: str | None = None) -> HistoryEntry:
         """``keys``: the keys as the user gave them (their order is the column order); by
         default, the request identifier's keys."""
         when = when or _dt.datetime.now().astimezone()
@@ -151,7 +156,8 @@ class HistoryEntry:
                    query=query,
                    ext_neg=tuple(a for a, _, _ in ExtendedNegotiation.NAMES
                                  if getattr(request.ext_neg, a)),
-                   source=source, demo=demo, retrieve=retrieve)
+                   source=source, demo=demo, retrieve=retrieve, split=split,
+                   split_from=split_from if split else None)
 
     @property
     def address(self) -> str:
@@ -188,6 +194,10 @@ class HistoryEntry:
             d["demo"] = True
         if self.retrieve is not None:  # absent, not null: lines without a retrieve unchanged
             d["retrieve"] = msgspec.to_builtins(self.retrieve)
+        if self.split:  # likewise: absent unless the query ran split
+            d["split"] = self.split
+            if self.split_from:
+                d["split_from"] = self.split_from
         return d
 
     @classmethod
@@ -210,7 +220,8 @@ class HistoryEntry:
                    status=record.status, status_code=record.status_code, node=record.node,
                    query=record.query, ext_neg=tuple(record.ext_neg), source=record.source,
                    demo=record.demo, complete="acse_timeout" in net,
-                   retrieve=record.retrieve)
+                   retrieve=record.retrieve, split=record.split,
+                   split_from=record.split_from)
 
 
 class History:

@@ -52,7 +52,8 @@ def record_run(screen: QueryScreen, message: RunEnded) -> None:
     on_demo = demo is not None and (request.network.address, request.network.port) == (
         demo.address, demo.port)
     entry = HistoryEntry.from_run(request, message.summary, node=node, query=query,
-                                  source="tui", demo=on_demo, keys=prefix + list(message.keys))
+                                  source="tui", demo=on_demo, keys=prefix + list(message.keys),
+                                  split=message.split)
     history = store_of(screen.app).history
     _mark_ran_form(screen, tracker, request)
 
@@ -312,7 +313,11 @@ def use_entry(screen: QueryScreen, entry: HistoryEntry, run: bool) -> None:
         tracker.node = node if node is not None and node.network == entry.network else None
         tracker.query = query
         tracker.mark(screen)
-        if run:
+        if run and entry.split:  # split by date again, as it ran
+            from findtui.widgets.key_editor import KeyEditor
+
+            screen._launch(request, screen.query_one(KeyEditor).keys, entry.split)
+        elif run:
             screen.action_run()
         else:
             screen.notify("Loaded the run from the history: F5 runs it", timeout=3)

@@ -686,7 +686,8 @@ class QueryScreen(Screen):
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
         self._update_empty_text()
-        self.post_message(RunEnded(level.request, list(level.keys), message.summary))
+        self.post_message(RunEnded(level.request, list(level.keys), message.summary,
+                                   level.split))
         self._show_banner()
         self.refresh_bindings()
         if message.outcome.category in ("network", "failure"):
