@@ -41,8 +41,11 @@ from findtui.engine.run import _SEVERITY, Outcome, RunSummary
 
 # Associations in a row that end before any query on them ended: the node is given up.
 MAX_FUTILE_ASSOCIATIONS = 3
-# Events waiting for the consumer; a worker waits when it is this far ahead.
-QUEUE_SIZE = 8192
+# Events go to the consumer in batches (a response that more follow at once waits for
+# them, up to BATCH): one queue hand-over per batch, not per response. A worker waits
+# when QUEUE_SIZE batches are waiting.
+BATCH = 256
+QUEUE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class QuerySetRun:
         self._closed = threading.Event()
         self._running: set = set()  # FindQuery / SplitRun objects in flight
         self._lock = threading.Lock()
+        self._local = threading.local()  # each worker's batch not handed over yet
 
     # --- control ---------------------------------------------------------------
 
@@ -157,10 +161,19 @@ class QuerySetRun:
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
 
-    def _put(self, item) -> None:
+    def _put(self, item, flush: bool = True) -> None:
+        """Hand ``item`` to the consumer, with the worker's batch; ``flush`` False: it may
+        wait for the next items (a response that more responses follow at once)."""
+        batch = getattr(self._local, "batch", None)
+        if batch is None:
+            batch = self._local.batch = []
+        batch.append(item)
+        if not flush and len(batch) < BATCH:
+            return
+        self._local.batch = []
         while not self._closed.is_set():
             try:
-                self._out.put(item, timeout=0.1)
+                self._out.put(batch, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -191,13 +204,15 @@ class QuerySetRun:
         alive = len(threads)
         try:
             while alive:
-                item = self._out.get()
-                if item is None:
-                    alive -= 1
-                    continue
-                if isinstance(item, Tagged) and isinstance(item.event, Pending):
-                    item.event.more = not self._out.empty()
-                yield item
+                batch = self._out.get()
+                last = len(batch) - 1
+                for i, item in enumerate(batch):
+                    if item is None:
+                        alive -= 1
+                        continue
+                    if isinstance(item, Tagged) and isinstance(item.event, Pending):
+                        item.event.more = i < last or not self._out.empty()
+                    yield item
         finally:
             if alive:  # the consumer stopped early: stop the workers too
                 self.cancel()
@@ -302,7 +317,8 @@ class QuerySetRun:
                         job = part = None
                         continue
                     part.feed(event)
-                    self._put(Tagged(n, job.number, event))
+                    self._put(Tagged(n, job.number, event),
+                              flush=not (isinstance(event, Pending) and event.more))
                     if isinstance(event, (Final, Fault)):
                         if isinstance(event, Fault):
                             with self._lock:
@@ -332,7 +348,8 @@ class QuerySetRun:
                 summary.associations += 1
             try:
                 for event in run.events():
-                    self._put(Tagged(n, job.number, event))
+                    self._put(Tagged(n, job.number, event),
+                              flush=not (isinstance(event, Pending) and event.more))
                     if isinstance(event, (AssociationFailed, Fault)):
                         with self._lock:
                             summary.failures.append(event.message)
