@@ -577,3 +577,20 @@ def test_a_huge_instance_is_not_held_twice_in_memory(tmp_path):
     big = _peak_rss_of_a_get(size, tmp_path / "big")
     assert big - small < 1.5 * size, f"peak {big / 2**20:.0f} MiB, a 1 MiB instance: " \
                                      f"{small / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("pdu, offered", [(None, 1024 * 1024), ("32768", 32768)])
+def test_a_retrieve_receives_large_pdus_unless_pdu_is_given(tmp_path, pdu, offered):
+    """-pdu left at findscu's default: the retrieve association offers 1 MiB (instances in
+    64 times fewer PDUs); a -pdu given is kept."""
+    from findtui.demo import DemoSCP
+
+    with DemoSCP(patients=3, seed=3) as demo:
+        patient = demo.data.patients[0][1]
+        extra = ["-pdu", pdu] if pdu else []
+        r = findtui("-S", "-aec", demo.ae_title, demo.address, str(demo.port), *extra, "-k",
+                    "QueryRetrieveLevel=STUDY", "-k", f"PatientID={patient}", "--retrieve",
+                    "get", "-od", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert demo.retrieve_peer_pdus and set(demo.retrieve_peer_pdus) == {offered}
+    assert received_uids(tmp_path)

@@ -88,6 +88,20 @@ EXPECTED_COUNT_KEY = {
 DEFAULT_STORE_PORT = 11113  # our Storage SCP for C-MOVE (pynetdicom's movescu's too)
 MAX_COMPONENT = 64  # characters of one path component made from peer data
 _MAX_CONTEXTS = 128  # pynetdicom's limit of requested presentation contexts
+# The largest PDU a retrieve association receives when -pdu is left at findscu's default
+# (16382): instances arrive in 64 times fewer PDUs, each of which pynetdicom handles in
+# Python (a 200-instance study: 1.40 s -> 1.19 s, DCMTK getscu 0.89 s). A -pdu given
+# otherwise is kept as it is.
+RETRIEVE_MAX_PDU = 1024 * 1024
+FINDSCU_DEFAULT_PDU = 16382
+
+
+def retrieve_pdu(network: Network) -> Network:
+    """``network`` with the receive PDU a retrieve association offers."""
+    if network.max_pdu == FINDSCU_DEFAULT_PDU:
+        return network.replace(max_pdu=RETRIEVE_MAX_PDU)
+    return network
+
 
 # Transfer syntaxes we accept for storage: instances are written as received, never
 # decoded, so compressed ones are as welcome as the uncompressed.
@@ -608,7 +622,7 @@ class RetrieveJob:
                 ext_neg.append(build_role(uid, scp_role=True))
         elif req.moves_to_us:
             server_ae = AE(ae_title=req.network.calling_aet)
-            server_ae.maximum_pdu_size = req.network.max_pdu
+            server_ae.maximum_pdu_size = retrieve_pdu(req.network).max_pdu
             server_ae.network_timeout = req.network.network_timeout
             server_ae.dimse_timeout = req.network.dimse_timeout
             for cx in AllStoragePresentationContexts:
@@ -625,7 +639,7 @@ class RetrieveJob:
                 yield RetrieveFault("store-port", f"cannot listen for the C-MOVE on {where}: "
                                     f"{why}; choose another store port", ("store_port",))
                 return
-        find_like = FindRequest(req.network, Dataset(), req.model)
+        find_like = FindRequest(retrieve_pdu(req.network), Dataset(), req.model)
         assoc, failed = _associate(find_like, [sop_class], ext_neg or None,
                                    extra_contexts=extra_contexts,
                                    evt_handlers=handlers if req.method == "get" else None)
