@@ -6,7 +6,8 @@ one large study of 200 instances. Clients, each run --repeat times in alternatin
 * ``findtui --batch -P -k QueryRetrieveLevel=PATIENT --query-list patients.csv
   --retrieve get`` (the 40 PatientIDs from a list: one association for the queries, one
   for the 40 patient items) against a shell loop of ``getscu`` per patient;
-  the same with ``--retrieve move`` against a loop of ``movescu`` per patient;
+  the same with ``--retrieve move`` against a loop of ``movescu`` per patient; each also
+  with ``--parallel 4`` (the 40 queries over 4 associations);
 * the large study: ``findtui ... --retrieve get|move`` against one ``getscu``/``movescu``.
 
 Every client's instances are counted on disk (files written to /dev/shm); the median
@@ -135,9 +136,13 @@ def main() -> int:
         cases = {
             "patients_get": (200, {
                 "findtui": one([*ft, *from_list, "--retrieve", "get"]),
+                "findtui_parallel_4": one([*ft, *from_list, "--parallel", "4", "--retrieve",
+                                           "get"]),
                 "dcmtk_loop": loop(dcmtk_get, per_patient)}),
             "patients_move": (200, {
                 "findtui": one([*ft, *from_list, "--retrieve", "move", *move_opts]),
+                "findtui_parallel_4": one([*ft, *from_list, "--parallel", "4", "--retrieve",
+                                           "move", *move_opts]),
                 "dcmtk_loop": loop(dcmtk_move, per_patient)}),
             "large_study_get": (200, {
                 "findtui": one([*ft, *net, *large, "--retrieve", "get"]),
