@@ -13,27 +13,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from findtui.cli.exitcodes import ExitCode
+from findtui.cli.runs import (  # noqa: F401 - EXIT_CODES, exit_code: findtui.cli's API
+    EXIT_CODES, exit_code, incomplete_message, open_writers, record_history,
+)
 from findtui.cli.resolve import RunSpec, hinted
 from findtui.cli.signals import cancel_on_sigint
 from findtui.engine.run import Outcome, RunSummary, incomplete_reason
 
 LOG = logging.getLogger("findtui")
-
-
-EXIT_CODES: dict[Outcome, ExitCode] = {
-    Outcome.SUCCESS: ExitCode.OK,
-    Outcome.WARNING: ExitCode.OK,
-    Outcome.FAILURE: ExitCode.FAILURE_STATUS,
-    Outcome.CANCEL: ExitCode.CANCELLED,
-    Outcome.ABORTED: ExitCode.CANCELLED,
-    Outcome.NETWORK: ExitCode.NETWORK,
-    Outcome.OUTPUT: ExitCode.OUTPUT,
-    Outcome.INCOMPLETE: ExitCode.INCOMPLETE,
-}
-
-
-def exit_code(summary: RunSummary) -> ExitCode:
-    return EXIT_CODES[summary.outcome or Outcome.ABORTED]
 
 
 def run_batch(spec: RunSpec) -> int:
@@ -64,33 +51,6 @@ def _on_demo(spec: RunSpec, stack: ExitStack) -> RunSpec:
                                        called_aet=demo.ae_title)
     LOG.info(f"Started the embedded demo SCP on {demo.address}:{demo.port}")
     return dataclasses.replace(spec, request=dataclasses.replace(request, network=network))
-
-
-def open_writers(spec: RunSpec, stack: ExitStack, lead: tuple[str, ...] = (),
-                 identifier=None, keys: tuple[str, ...] | None = None):
-    """The -w writer and the --output-format writer (each None when not asked for);
-    raises OutputError. ``lead``: a query set's leading CSV columns (node, query);
-    ``identifier``/``keys``: what the columns come from (default: the request's)."""
-    from findtui.engine import output
-
-    request = spec.request
-    rsp_writer = table_writer = None
-    if spec.write:
-        rsp_writer = output.ResponseFileWriter(spec.output_directory,
-                                               request.model.sop_class_uid, spec.overwrite)
-        rsp_writer.check()
-    if spec.output_format != "log":
-        stream = sys.stdout
-        if spec.output:
-            stream = output.open_output(spec.output, spec.overwrite)
-            # After a full disk, closing retries the failed flush: not an error twice.
-            stack.callback(output.close_quietly, stream)
-        table_writer = output.make_writer(
-            spec.output_format, stream,
-            output.table_columns(request.identifier if identifier is None else identifier,
-                                 spec.keys if keys is None else keys),
-            excel_safe=spec.csv_excel_safe, lead=lead)
-    return rsp_writer, table_writer
 
 
 def _run(spec: RunSpec, stack: ExitStack) -> int:
@@ -230,18 +190,6 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
     return code
 
 
-def incomplete_message(summary: RunSummary, split: str | None = None) -> str:
-    """The one line that says a run's answer is incomplete, and what to do."""
-    if split == "auto":
-        todo = "narrow the query there (more keys)"
-    elif split:
-        todo = "re-run with --split auto (it splits down to a day)"
-    else:
-        todo = "re-run with --split auto to split the query by date"
-    return (f"Incomplete: {summary.received:,} match{'' if summary.received == 1 else 'es'} "
-            f"arrived, but more exist: {summary.incomplete}; {todo}")
-
-
 class _Progress:
     """A split run's progress on stderr when it is a terminal (never under -q): a line
     per sub-query in the log, or one line redrawn when the log is quieter than -v."""
@@ -266,24 +214,3 @@ class _Progress:
         if self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def record_history(spec: RunSpec, summary: RunSummary, retrieved=None) -> None:
-    """Add the run to the history; a history that cannot be written never fails the query."""
-    try:
-        from findtui.config.history import History, HistoryEntry, history_wanted
-        from findtui.config.schema import ProfileError
-        from findtui.config.store import Store
-
-        try:
-            profiles = Store().load()
-        except ProfileError:
-            profiles = None  # a broken profiles file is reported elsewhere; keep recording
-        if not history_wanted(spec.no_history, profiles):
-            return
-        History().append(HistoryEntry.from_run(
-            spec.request, summary, node=spec.node_profile, query=spec.query_profile,
-            keys=None if spec.file else spec.keys, source="cli", demo=spec.demo,
-            retrieve=retrieved, split=spec.split, split_from=spec.split_from))
-    except Exception as exc:  # noqa: BLE001 - any failure here is only worth a warning
-        LOG.warning(f"The run was not recorded in the history: {exc}")

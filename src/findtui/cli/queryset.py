@@ -17,7 +17,7 @@ import sys
 import time
 from contextlib import ExitStack
 
-from findtui.cli.batch import EXIT_CODES, incomplete_message, open_writers, record_history
+from findtui.cli.runs import EXIT_CODES, incomplete_message, open_writers, record_history
 from findtui.cli.exitcodes import ExitCode
 from findtui.cli.resolve import RunSpec, hinted
 from findtui.cli.signals import cancel_on_sigint
