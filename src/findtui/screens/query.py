@@ -53,6 +53,7 @@ from findtui.messages import (
     RunEnded,
 )
 from findtui.engine.hierarchy import (
+    LEVEL_UNIQUE_KEY,
     DrillDownError,
     default_keys,
     drill_down_request,
@@ -75,7 +76,7 @@ from findtui.widgets.key_editor import KeyEditor, is_level_key, key_identity, ke
 from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
 from findtui.widgets.query_helpers import QueryHelpers, modality_key_for
-from findtui.widgets.results_table import ResultsTable
+from findtui.widgets.results_table import ResultsTable, TableView
 from findtui.widgets.status_line import StatusLine, outcome_of
 
 @dataclass
@@ -90,7 +91,7 @@ class ResultLevel:
     state: str = "idle"
     outcome: QueryOutcome | None = None
     elapsed: float | None = None
-    cursor_row: int = 0
+    view: TableView = field(default_factory=TableView)  # the table as it was left (drill-down)
     row_title: str = ""  # the row drilled into from this level
     split: str | None = None  # run split by date (engine.split): auto, day, ...
 
@@ -101,6 +102,12 @@ class QueryResults(ResultsTable):
     BINDINGS = [
         Binding("S", "sort_reverse", "Reverse", show=False, id="results.sort_reverse"),
     ]
+
+
+def _unique_column(request: FindRequest, columns: list[str]) -> int | None:
+    """The column of the level's unique key (e.g. StudyInstanceUID), if the table has it."""
+    keyword = LEVEL_UNIQUE_KEY.get(request_level(request.identifier) or "")
+    return columns.index(keyword) if keyword in columns else None
 
 
 def _settle_heap() -> None:
@@ -142,7 +149,9 @@ class QueryScreen(Screen):
         self._level: ResultLevel | None = None
         self._stack: list[ResultLevel] = []
         self._filter_timer: Timer | None = None
-        self._next_launch: tuple[FindRequest, list[str], str | None] | None = None
+        self._next_launch: tuple[FindRequest, list[str], str | None, bool] | None = None
+        # F5 on the same query: the row the cursor was on, found again as rows arrive
+        self._cursor_wanted: tuple[TableView, int | None] | None = None
         self._launching = False
         self._fresh: bool | None = None
         self._ui_gate = UiGate()  # the query thread steps aside while the UI draws
@@ -493,9 +502,11 @@ class QueryScreen(Screen):
             self._stack.clear()
         self._launch(request, self.query_one(KeyEditor).keys)
 
-    def _launch(self, request: FindRequest, keys: list[str], split: str | None = None) -> None:
-        """Run ``request`` as soon as the running query has stopped; the latest wins."""
-        self._next_launch = (request, list(keys), split)
+    def _launch(self, request: FindRequest, keys: list[str], split: str | None = None,
+                drill: bool = False) -> None:
+        """Run ``request`` as soon as the running query has stopped; the latest wins.
+        ``drill``: a level below the current one (its table starts unsorted, unfiltered)."""
+        self._next_launch = (request, list(keys), split, drill)
         if not self._launching:
             self._launching = True
             self._launch_when_idle()
@@ -506,27 +517,40 @@ class QueryScreen(Screen):
         running query's worker to end, then starts the next: never two feeding one table."""
         try:
             while self._next_launch is not None:
-                request, keys, split = self._next_launch
+                request, keys, split, drill = self._next_launch
                 self._next_launch = None
                 await self.stop_running()
                 if self._next_launch is None:
-                    self.start_query(request, keys, split)
+                    self.start_query(request, keys, split, drill=drill)
         finally:
             self._launching = False
 
     def start_query(self, request: FindRequest, keys: list[str],
-                    split: str | None = None) -> None:
+                    split: str | None = None, drill: bool = False) -> None:
         """Start the query at once (the caller made sure nothing is running); ``split``:
-        split it by date (engine.split) on one association."""
+        split it by date (engine.split) on one association; ``drill``: a level below
+        the current one, whose table starts unsorted and unfiltered. The same query
+        again (F5) keeps the sort, the filter and the cursor's row; another keeps the
+        filter."""
         if self._froze:  # the last stream froze its rows: collect once, before this one
             self._froze = False
             _settle_heap()
         self._run_id += 1
         columns = table_columns(request.identifier, keys)
+        table = self.query_one(ResultsTable)
+        previous, view = self._level, table.view_state()
+        same = (previous is not None and not drill and previous.keys == list(keys)
+                and previous.request.model is request.model
+                and previous.request.network == request.network)
         self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
                                   state="running", split=split)
-        table = self.query_one(ResultsTable)
         table.set_columns(columns)
+        if drill:
+            self._set_filter_bar("")
+        elif same:
+            table.restore_view(view)
+            self._cursor_wanted = (view, _unique_column(request, columns))
+        self._cursor_wanted = self._cursor_wanted if same else None
         table.set_empty_text("")
         table.add_class("-streaming")
         self._set_fresh(False)
@@ -641,7 +665,10 @@ class QueryScreen(Screen):
             level.rows.extend(message.rows)
             level.responses.extend(message.responses)
             table = self.query_one(ResultsTable)
+            start = table.total_count
             table.add_rows(message.rows)
+            if self._cursor_wanted is not None:
+                self._find_cursor_row(table, start, message.rows)
             # Rows are kept: out of the collector's sight at once. Otherwise a full
             # collection walks every row so far, again and again while 100k stream in
             # (20-35 ms stalls, dozens of them). What died meanwhile is collected when
@@ -659,6 +686,21 @@ class QueryScreen(Screen):
                 self.refresh_bindings()
         if message.log_lines:
             self.query_one("#log", Log).write_lines(message.log_lines)
+
+    def _find_cursor_row(self, table: ResultsTable, start: int, rows) -> None:
+        """F5 on the same query: put the cursor back on its row when it arrives (by the
+        level's unique key, else by all its cells), unless the user moved it meanwhile."""
+        view, unique = self._cursor_wanted
+        if table.cursor_pinned:
+            self._cursor_wanted = None
+            return
+        cells = view.cursor_cells
+        for offset, row in enumerate(rows):
+            if (row[unique] == cells[unique] if unique is not None and row[unique]
+                    else row == cells):
+                self._cursor_wanted = None
+                table.place_cursor(start + offset, view.screen_line)
+                return
 
     def _first_row_painted(self) -> None:
         self.timings.setdefault("first_row_painted", time.perf_counter())
@@ -682,6 +724,11 @@ class QueryScreen(Screen):
         self.query_one(ResultsTable).remove_class("-streaming")
         status = self.query_one(StatusLine)
         status.finish(message.outcome, len(self._level.responses))
+        wanted, self._cursor_wanted = self._cursor_wanted, None
+        table = self.query_one(ResultsTable)
+        if wanted is not None and not table.cursor_pinned and wanted[0].cursor_row:
+            # the row is gone: the cursor stays where it was in the list
+            table.move_cursor(wanted[0].cursor_row)
         level = self._level
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
@@ -797,14 +844,14 @@ class QueryScreen(Screen):
             self.notify(str(exc), title="Cannot drill down", severity="warning")
             return
         table = self.query_one(ResultsTable)
-        level.cursor_row = table.cursor_row
+        level.view = table.view_state()
         level.row_title = row_title(ds, request_level(level.request.identifier))
         self._stack.append(level)
         keys = order_keys([k for k in dataset_to_keys(request.identifier)
                            if not is_level_key(k)], request.model, below)
         self._fill_query(request, keys)
         self._keys_are_default = False
-        self._launch(request, keys)
+        self._launch(request, keys, drill=True)
 
     def action_back(self) -> None:
         """Back to the level above, as it was (no new query)."""
@@ -815,6 +862,7 @@ class QueryScreen(Screen):
             self._query.cancel()  # its worker ends on its own; the next run waits for it
         self._run_id += 1  # anything still in flight from the abandoned run is dropped
         self._query_running = False
+        self._cursor_wanted = None
         self.query_one(ResultsTable).remove_class("-streaming")
         level = self._stack.pop()
         level.row_title = ""
@@ -822,7 +870,8 @@ class QueryScreen(Screen):
         table = self.query_one(ResultsTable)
         table.set_columns(level.columns)
         table.add_rows(level.rows)
-        table.move_cursor(level.cursor_row)
+        table.restore_view(level.view)
+        self._set_filter_bar(level.view.filter_text)
         self.query_one(StatusLine).restore(level.state, len(level.responses), level.outcome,
                                            level.elapsed)
         self._show_banner()
@@ -854,6 +903,16 @@ class QueryScreen(Screen):
         self.query_one("#breadcrumb", Static).update(Content.assemble(*parts))
 
     # -- filter -----------------------------------------------------------
+
+    def _set_filter_bar(self, text: str) -> None:
+        """The filter bar and the table's filter show ``text`` (a level's own filter)."""
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        filter_input = self.query_one("#filter-input", Input)
+        with filter_input.prevent(Input.Changed):
+            filter_input.value = text
+        self.query_one("#filter-bar").set_class(bool(text), "-visible")
+        self._apply_filter(text)
 
     def action_filter(self) -> None:
         bar = self.query_one("#filter-bar")

@@ -29,6 +29,7 @@ import contextlib
 
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
 
@@ -47,7 +48,7 @@ from textual.timer import Timer
 
 from findtui.engine.sanitize import visible
 
-__all__ = ["ResultsTable", "short_label", "sort_key", "visible"]
+__all__ = ["ResultsTable", "TableView", "short_label", "sort_key", "visible"]
 
 MAX_COLUMN_WIDTH = 40
 """Columns never grow wider than this many cells; longer values end in '…'."""
@@ -90,6 +91,26 @@ def _fit(text: str, width: int) -> str:
     if length <= width:
         return text + " " * (width - length)
     return set_cell_size(text, width - 1) + "…"
+
+
+@dataclass(frozen=True)
+class TableView:
+    """Where the user is in a table: sort, filter, current row and cell, scroll.
+
+    Columns are named by their key path and the row by its arrival index and its
+    cells, so a view can be put back on the same rows (Backspace after a drill-down)
+    or on a re-run of the same query (F5), where the row is found again by its cells.
+    """
+
+    sort_column: str | None = None
+    sort_reverse: bool = False
+    filter_text: str = ""
+    cursor_source: int | None = None
+    cursor_row: int = 0
+    cursor_cells: tuple[str, ...] | None = None
+    screen_line: int = 0  # the cursor's line in the body (0: the first under the header)
+    cursor_column: str | None = None
+    scroll_x: int = 0
 
 
 @lru_cache(maxsize=256)
@@ -158,7 +179,7 @@ class ResultsTable(ScrollView, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_row", "Detail", id="results.select"),
-        Binding("s", "sort_next", "Sort", id="results.sort"),
+        Binding("s", "sort_column", "Sort", id="results.sort"),
         Binding("S", "sort_reverse", "Reverse", id="results.sort_reverse"),
         Binding("up,k", "cursor_up", "Up", show=False, id="results.cursor_up"),
         Binding("down,j", "cursor_down", "Down", show=False, id="results.cursor_down"),
@@ -318,6 +339,58 @@ class ResultsTable(ScrollView, can_focus=True):
     def cursor_column(self) -> int:
         """The column of the current cell (Left/Right move it; y copies the cell)."""
         return self._cursor_column
+
+    @property
+    def cursor_pinned(self) -> bool:
+        """True once the cursor was moved (by the user or `move_cursor`) since `clear`."""
+        return self._cursor_pinned
+
+    def row_of_source(self, source: int) -> int | None:
+        """The displayed position of the row with this arrival index (None: not shown)."""
+        self._merge_pending()
+        return self._row_of(source)
+
+    def view_state(self) -> TableView:
+        """Sort, filter, cursor and scroll, to put back later with `restore_view`."""
+        source = self.cursor_source_index
+        column = self._cursor_column
+        return TableView(
+            sort_column=None if self._sort_column is None else self._columns[self._sort_column],
+            sort_reverse=self._sort_reverse,
+            filter_text=self._filter_text,
+            cursor_source=source,
+            cursor_row=self._cursor_row,
+            cursor_cells=None if source is None else self._rows[source],
+            screen_line=max(0, self._cursor_row - int(self.scroll_y)),
+            cursor_column=self._columns[column] if column < len(self._columns) else None,
+            scroll_x=int(self.scroll_x),
+        )
+
+    def restore_view(self, view: TableView) -> None:
+        """Sort and filter as in ``view``; the cursor back on its row (when it is here),
+        on the same screen line, in the same column."""
+        columns = self._columns
+        self.set_filter(view.filter_text)
+        if view.sort_column in columns:
+            self.sort_by(columns.index(view.sort_column), reverse=view.sort_reverse)
+        else:
+            self.sort_by(None)
+        if view.cursor_column in columns:
+            self._cursor_column = columns.index(view.cursor_column)
+        if view.cursor_source is not None and view.cursor_source < len(self._rows):
+            self.place_cursor(view.cursor_source, view.screen_line)
+        self.scroll_to(x=min(view.scroll_x, self.max_scroll_x), animate=False, force=True)
+
+    def place_cursor(self, source: int, screen_line: int = 0) -> bool:
+        """The cursor on the row with this arrival index, ``screen_line`` lines under the
+        header if the rows allow it; False if the row is not shown (filtered out)."""
+        row = self.row_of_source(source)
+        if row is None:
+            return False
+        self.move_cursor(row)
+        line = max(0, min(screen_line, self._body_height() - 1))
+        self.scroll_to(y=max(0, row - line), animate=False, force=True)
+        return True
 
     def cell_text(self) -> tuple[str, str] | None:
         """(column label, text) of the current cell, as shown; None when nothing is shown."""
@@ -562,14 +635,15 @@ class ResultsTable(ScrollView, can_focus=True):
         self.notify(f"{len(self._columns)} cells, separated by tabs", title="Copied the row",
                     timeout=3, markup=False)
 
-    def action_sort_next(self) -> None:
-        """Cycle: arrival order -> column 0 ▲ -> column 1 ▲ -> … -> arrival order."""
+    def action_sort_column(self) -> None:
+        """Sort by the column of the cell cursor; again: descending; again: arrival order."""
         if not self._columns:
             return
-        if self._sort_column is None:
-            self.sort_by(0)
-        elif self._sort_column + 1 < len(self._columns):
-            self.sort_by(self._sort_column + 1)
+        column = self._cursor_column
+        if self._sort_column != column:
+            self.sort_by(column)
+        elif not self._sort_reverse:
+            self.sort_by(column, reverse=True)
         else:
             self.sort_by(None)
 
