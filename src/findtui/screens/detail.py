@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 from textual.widgets.tree import TreeNode
 
+from findtui.engine import display
 from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
 from findtui.engine.hierarchy import request_level
 from findtui.engine.sanitize import visible
@@ -47,6 +48,10 @@ def element_label(elem: DataElement, value: str) -> Text:
     if value:
         label.append(" ")
         label.append(value)
+        fmt = display.formatter(elem.keyword or "", elem.VR)
+        readable = fmt(value) if fmt is not None and elem.VR != "SQ" else value
+        if readable != value:  # as the results table shows it
+            label.append(f"  → {readable}", style="italic")
     return label
 
 

@@ -66,6 +66,7 @@ from findtui.screens.query_logic import (
     build_request_identifier,
     build_row,
     cell_formatters,
+    column_display,
     compact,
     order_keys,
     row_title,
@@ -94,6 +95,7 @@ class ResultLevel:
     view: TableView = field(default_factory=TableView)  # the table as it was left (drill-down)
     row_title: str = ""  # the row drilled into from this level
     split: str | None = None  # run split by date (engine.split): auto, day, ...
+    display: dict = field(default_factory=dict)  # the table's readable layer (column_display)
 
 
 class QueryResults(ResultsTable):
@@ -134,6 +136,7 @@ class QueryScreen(Screen):
         Binding("f4,ctrl+t", "echo", "C-ECHO", id="query.echo", show=False),
         Binding("f9", "split", "Split", id="query.split", show=False),
         Binding("R", "retrieve", "Retrieve", id="query.retrieve", show=False),
+        Binding("v", "toggle_raw", "Raw values", id="results.raw", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, run_on_start: bool = False) -> None:
@@ -425,6 +428,8 @@ class QueryScreen(Screen):
         table_focused = isinstance(self.focused, ResultsTable)
         if action == "cancel":
             return self._query_running
+        if action == "toggle_raw":
+            return table_focused or not self.form_visible
         if action == "leave_form":
             return not self._query_running and self.form_visible and self._level is not None
         if action == "back":
@@ -542,15 +547,17 @@ class QueryScreen(Screen):
         same = (previous is not None and not drill and previous.keys == list(keys)
                 and previous.request.model is request.model
                 and previous.request.network == request.network)
+        drilled = drill or bool(self._stack)
         self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
-                                  state="running", split=split)
-        table.set_columns(columns)
+                                  state="running", split=split,
+                                  display=column_display(request, columns, drilled))
+        table.set_columns(columns, **self._level.display)
         if drill:
             self._set_filter_bar("")
         elif same:
             table.restore_view(view)
-            self._cursor_wanted = (view, _unique_column(request, columns))
-        self._cursor_wanted = self._cursor_wanted if same else None
+        self._cursor_wanted = ((view, _unique_column(request, columns))
+                               if same and view.cursor_cells is not None else None)
         table.set_empty_text("")
         table.add_class("-streaming")
         self._set_fresh(False)
@@ -868,7 +875,7 @@ class QueryScreen(Screen):
         level.row_title = ""
         self._level = level
         table = self.query_one(ResultsTable)
-        table.set_columns(level.columns)
+        table.set_columns(level.columns, **level.display)
         table.add_rows(level.rows)
         table.restore_view(level.view)
         self._set_filter_bar(level.view.filter_text)
@@ -880,6 +887,15 @@ class QueryScreen(Screen):
         self._update_empty_text()
         table.focus()
         self.refresh_bindings()
+
+    def action_toggle_raw(self) -> None:
+        """Readable values (dates 2019-08-26, names, titles, folded columns) or raw DICOM."""
+        table = self.query_one(ResultsTable)
+        table.readable = not table.readable
+        self.notify("Readable values: dates, names, SOP classes; v shows the DICOM values"
+                    if table.readable else
+                    "Raw DICOM values, keywords, every column; v makes them readable",
+                    timeout=3)
 
     def _update_breadcrumb(self) -> None:
         model_form = self.query_one(ModelForm)
@@ -1076,6 +1092,10 @@ class QueryScreen(Screen):
                 commands.append((f"Sort by {column}", partial(table.sort_by, i),
                                  "ascending; S reverses"))
             commands.append(("Sort by arrival order", partial(table.sort_by, None), ""))
+            commands.append(("Show raw DICOM values" if table.readable
+                             else "Show readable values", partial(run, "toggle_raw"),
+                             "Dates, times, names, SOP classes and titles readable or as "
+                             "sent; folded columns back (v)"))
         if self._offers_split():
             commands.append(("Re-run split by date", partial(run, "split"),
                              "The answer was incomplete: split the query on its date (F9)"))

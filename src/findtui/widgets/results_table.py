@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -46,6 +46,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
+from findtui.engine.display import fold
 from findtui.engine.sanitize import visible
 
 __all__ = ["ResultsTable", "TableView", "short_label", "sort_key", "visible"]
@@ -249,6 +250,13 @@ class ResultsTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._columns: tuple[str, ...] = ()
         self._labels: list[str] = []
+        self._titles: list[str] = []  # the readable header titles (Name, Date, …)
+        self._formatters: list[Callable[[str], str] | None] = []  # the readable values
+        self._readable = True  # False: raw DICOM values, keywords, every column
+        self._shown: list[int] = []  # the columns drawn (readable: without the folded ones)
+        self._empty: set[int] = set()  # columns empty on every row so far
+        self._same: dict[int, str | None] = {}  # foldable columns, same value on every row so far
+        self._folded: frozenset[int] = frozenset()
         self._header_widths: list[int] = []
         self._widths: list[int] = []
         self._offsets: list[int] = []
@@ -286,8 +294,45 @@ class ResultsTable(ScrollView, can_focus=True):
 
     @property
     def column_labels(self) -> list[str]:
-        """The labels shown in the header (last key path component, made visible)."""
+        """Each column's header label as shown (its title, or raw: the last key path
+        component), folded columns included."""
         return list(self._labels)
+
+    @property
+    def shown_columns(self) -> list[int]:
+        """The columns drawn, in order (readable values fold the empty and constant ones)."""
+        return list(self._shown)
+
+    @property
+    def folded_columns(self) -> frozenset[int]:
+        return self._folded if self._readable else frozenset()
+
+    @property
+    def readable(self) -> bool:
+        """True: values and titles as formatted (dates 2019-08-26…); False: raw DICOM."""
+        return self._readable
+
+    @readable.setter
+    def readable(self, readable: bool) -> None:
+        if readable == self._readable:
+            return
+        self._readable = readable
+        self._set_labels()
+        self._widths = list(self._header_widths)
+        self._measure(self._rows[:SAMPLE_ROWS])
+        if self._haystack is not None:
+            self._haystack = list(map(self._haystack_of, self._rows))
+            if self._filter:
+                self._rebuild_order()
+        self._update_folds(force=True)
+        self._strip_cache.clear()
+        self.refresh()
+
+    def shown_cell(self, row: Sequence[str], column: int) -> str:
+        """A cell as the table shows it (formatted unless raw, terminal-safe)."""
+        value = row[column] if column < len(row) else ""
+        fmt = self._formatters[column] if self._readable and self._formatters else None
+        return visible(fmt(value) if fmt is not None and value else value)
 
     @property
     def column_widths(self) -> list[int]:
@@ -399,14 +444,15 @@ class ResultsTable(ScrollView, can_focus=True):
             return None
         row = self._rows[source]
         column = self._cursor_column
-        return self._labels[column], visible(row[column]) if column < len(row) else ""
+        return self._labels[column], self.shown_cell(row, column)
 
     def row_text(self) -> str | None:
         """The row under the cursor as shown, its cells separated by tabs."""
         source = self.cursor_source_index
         if source is None:
             return None
-        return "\t".join(visible(cell) for cell in self._rows[source])
+        row = self._rows[source]
+        return "\t".join(self.shown_cell(row, column) for column in self._shown)
 
     @property
     def marked(self) -> list[int]:
@@ -446,14 +492,22 @@ class ResultsTable(ScrollView, can_focus=True):
             return list(range(len(self._rows)))
         return list(self._order)
 
-    def set_columns(self, labels: Iterable[str]) -> None:
-        """Set the columns (full key paths) and remove every row. Resets the sort."""
+    def set_columns(self, labels: Iterable[str], *, titles: Sequence[str] | None = None,
+                    formatters: Sequence[Callable[[str], str] | None] | None = None,
+                    constant: Iterable[int] = ()) -> None:
+        """Set the columns (full key paths) and remove every row. Resets the sort.
+
+        Readable (the default): ``titles`` head the columns, ``formatters`` make values
+        readable, and a column empty on every row, or one of ``constant`` with the
+        same value on every row, is folded away. Raw (``readable = False``): keywords,
+        the values as added, every column."""
         self._columns = tuple(labels)
-        self._labels = [visible(short_label(label)) for label in self._columns]
-        # Room for the sort indicator (" ▲") so sorting never shifts the layout.
-        self._header_widths = [
-            min(MAX_COLUMN_WIDTH, max(1, cell_len(label) + 2)) for label in self._labels
-        ]
+        count = len(self._columns)
+        self._titles = list(titles) if titles is not None else [
+            short_label(label) for label in self._columns]
+        self._formatters = list(formatters) if formatters is not None else [None] * count
+        self._constant = [c for c in constant if 0 <= c < count]
+        self._set_labels()
         self._sort_column = None
         self._sort_reverse = False
         self._cursor_column = 0
@@ -468,6 +522,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._haystack = [] if self._filter else None
         self._order = [] if (self._filter or self._sort_column is not None) else None
         self._widths = list(self._header_widths)
+        self._empty = set(range(len(self._columns)))
+        self._same = dict.fromkeys(self._constant)
+        self._update_folds(force=True)
         self._layout_columns()
         self._cursor_row = 0
         self._cursor_source = None
@@ -492,6 +549,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._rows.extend(new_rows)
         end = len(self._rows)
 
+        self._track_folds(new_rows)
         if start < SAMPLE_ROWS and self._measure(new_rows[: SAMPLE_ROWS - start]):
             self._layout_columns()
             self._strip_cache.clear()
@@ -535,8 +593,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._rebuild_order()
 
     def set_filter(self, text: str) -> None:
-        """Show only rows where some cell contains `text` (case-insensitive); '' shows all."""
-        needle = text.lower()
+        """Show only rows where some cell contains `text`, as shown or raw, whatever the
+        case and accents ('muller' finds 'Müller'); '' shows all."""
+        needle = fold(text)
         self._filter_text = text
         if needle == self._filter:
             return
@@ -595,16 +654,29 @@ class ResultsTable(ScrollView, can_focus=True):
         self.move_cursor(self._shown_count() + len(self._pending) - 1)
 
     def action_column_right(self) -> None:
-        self.move_column(self._cursor_column + 1)
+        self._step_column(+1)
 
     def action_column_left(self) -> None:
-        self.move_column(self._cursor_column - 1)
+        self._step_column(-1)
+
+    def _step_column(self, step: int) -> None:
+        shown = self._shown
+        if not shown:
+            return
+        current = self._cursor_column
+        if current in shown:
+            place = shown.index(current) + step
+        else:  # on a folded column: the next shown one that way
+            place = bisect_right(shown, current) - (1 if step < 0 else 0)
+        self.move_column(shown[max(0, min(place, len(shown) - 1))])
 
     def move_column(self, column: int) -> None:
-        """Put the cell cursor on ``column`` (clamped) and scroll it into view."""
-        if not self._columns:
+        """Put the cell cursor on ``column`` (clamped, a shown one) and scroll it into view."""
+        if not self._columns or not self._shown:
             return
         column = max(0, min(column, len(self._columns) - 1))
+        if column not in self._shown:
+            column = min(self._shown, key=lambda c: (abs(c - column), c))
         if column != self._cursor_column:
             self._cursor_column = column
             self._strip_cache.clear()
@@ -612,7 +684,7 @@ class ResultsTable(ScrollView, can_focus=True):
         left = self._offsets[column]
         right = left + self._widths[column] + 2
         x, width = int(self.scroll_x), self.scrollable_content_region.width
-        if left < x or column == 0:
+        if left < x or column == self._shown[0]:
             self.scroll_to(x=left, animate=False, force=True)
         elif right > x + width:
             self.scroll_to(x=min(self.max_scroll_x, max(left, right - width)), animate=False,
@@ -737,7 +809,9 @@ class ResultsTable(ScrollView, can_focus=True):
 
     def _header_strip(self, style: Style) -> Strip:
         segments = []
-        for column, (label, width) in enumerate(zip(self._labels, self._widths)):
+        labels, widths = self._labels, self._widths
+        for column in self._shown:
+            label, width = labels[column], widths[column]
             if column == self._sort_column:
                 arrow = "▼" if self._sort_reverse else "▲"
                 text = f" {_fit(label, max(1, width - 2))} {arrow} "
@@ -759,14 +833,16 @@ class ResultsTable(ScrollView, can_focus=True):
             # A marked row shows ● in the first cell's leading space: no layout change,
             # visible without colour.
             lead = "●" if source in self._marked else " "
+            first, widths, cell = (self._shown[0] if self._shown else 0), self._widths, \
+                self.shown_cell
             strip = Strip(
                 [
                     Segment(
-                        f"{lead if column == 0 else ' '}"
-                        f"{_fit(visible(row[column]) if column < cells else '', width)} ",
+                        f"{lead if column == first else ' '}"
+                        f"{_fit(cell(row, column) if column < cells else '', widths[column])} ",
                         (cell_style if column == current else style) + _column_meta(column),
                     )
-                    for column, width in enumerate(self._widths)
+                    for column in self._shown
                 ],
                 self._total_width,
             )
@@ -775,10 +851,15 @@ class ResultsTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ internals
 
-    @staticmethod
-    def _haystack_of(row: tuple[str, ...]) -> str:
-        # NUL separates cells so a filter cannot match across two of them.
-        return "\x00".join(row).lower()
+    def _haystack_of(self, row: tuple[str, ...]) -> str:
+        # NUL separates cells so a filter cannot match across two of them; the readable
+        # values too (2019-08-26 as well as 20190826).
+        text = "\x00".join(row)
+        if self._readable:
+            text += "".join(f"\x00{fmt(row[column])}" for column, fmt
+                            in enumerate(self._formatters) if fmt is not None
+                            and column < len(row) and row[column])
+        return fold(text)
 
     def _shown_count(self) -> int:
         return len(self._rows) if self._order is None else len(self._order)
@@ -808,8 +889,12 @@ class ResultsTable(ScrollView, can_focus=True):
         widths = self._widths
         count = len(widths)
         grew = False
+        formatters = self._formatters if self._readable else ()
         for row in rows:
             for column, value in enumerate(row[:count]):
+                fmt = formatters[column] if formatters else None
+                if fmt is not None and value:
+                    value = fmt(value)
                 if len(value) > widths[column] or not value.isascii():
                     length = min(MAX_COLUMN_WIDTH, cell_len(visible(value)))
                     if length > widths[column]:
@@ -819,9 +904,11 @@ class ResultsTable(ScrollView, can_focus=True):
 
     def _layout_columns(self) -> None:
         offsets, x = [], 0
-        for width in self._widths:
+        folded = self.folded_columns
+        for column, width in enumerate(self._widths):
             offsets.append(x)
-            x += width + 2
+            if column not in folded:
+                x += width + 2
         self._offsets = offsets
         self._total_width = x
         self._update_virtual_size()
@@ -830,6 +917,50 @@ class ResultsTable(ScrollView, can_focus=True):
         size = Size(self._total_width, self._shown_count() + 1)
         if size != self.virtual_size:
             self.virtual_size = size
+
+    def _set_labels(self) -> None:
+        names = self._titles if self._readable else [short_label(c) for c in self._columns]
+        self._labels = [visible(name) for name in names]
+        # Room for the sort indicator (" ▲") so sorting never shifts the layout.
+        self._header_widths = [
+            min(MAX_COLUMN_WIDTH, max(1, cell_len(label) + 2)) for label in self._labels
+        ]
+
+    def _track_folds(self, rows: Sequence[tuple[str, ...]]) -> None:
+        """Columns with a value stop being empty; constant ones that differ, constant."""
+        changed = False
+        for column in list(self._empty):
+            if any(column < len(row) and row[column] for row in rows):
+                self._empty.discard(column)
+                changed = True
+        for column, value in list(self._same.items()):
+            if value is None and rows:
+                value = self._same[column] = rows[0][column] if column < len(rows[0]) else ""
+            if any((row[column] if column < len(row) else "") != value for row in rows):
+                del self._same[column]
+                changed = True
+        if changed or not self._folded:
+            self._update_folds()
+
+    def _update_folds(self, force: bool = False) -> None:
+        """The folded columns: empty ones and constant ones, once there are rows, and
+        never every column."""
+        count = len(self._columns)
+        folded: frozenset[int] = frozenset()
+        if self._rows:
+            folded = frozenset(self._empty) | frozenset(self._same)
+            if len(folded) >= count:
+                folded = frozenset()
+        if folded == self._folded and not force and self._shown:
+            return
+        self._folded = folded
+        visible_folded = self.folded_columns
+        self._shown = [c for c in range(count) if c not in visible_folded]
+        if self._shown and self._cursor_column not in self._shown:
+            self._cursor_column = min(self._shown, key=lambda c: (abs(c - self._cursor_column), c))
+        self._layout_columns()
+        self._strip_cache.clear()
+        self.refresh()
 
     def _rows_appended(self, shown_before: int) -> None:
         """Rows were added at the end of the displayed order."""
