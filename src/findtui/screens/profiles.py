@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
 def load_node(screen: QueryScreen, node: NodeProfile, apply_model: bool = True) -> None:
     screen.fill_network(node.network)
+    if node.hide_phi:  # this node's patient data stays off the screen
+        screen.app.set_hide_phi(True)  # type: ignore[attr-defined]
     if apply_model and node.model is not None:
         # The node's default model; a query profile loaded with it sets its own instead.
         screen.set_model(node.model)

@@ -94,6 +94,7 @@ class ResultLevel:
     elapsed: float | None = None
     view: TableView = field(default_factory=TableView)  # the table as it was left (drill-down)
     row_title: str = ""  # the row drilled into from this level
+    row_title_masked: str = ""  # the same, patient data masked (PHI hidden)
     split: str | None = None  # run split by date (engine.split): auto, day, ...
     display: dict = field(default_factory=dict)  # the table's readable layer (column_display)
 
@@ -158,6 +159,7 @@ class QueryScreen(Screen):
         self._launching = False
         self._fresh: bool | None = None
         self._ui_gate = UiGate()  # the query thread steps aside while the UI draws
+        self._log_lines: list[str] = []  # the log pane's lines as written (masked when shown)
         self._froze = False  # rows were frozen out of the collector's sight (gc.freeze)
         # Benchmark probes (time.perf_counter()): see bench/tui_stream.py.
         self.timings: dict[str, float] = {}
@@ -166,6 +168,25 @@ class QueryScreen(Screen):
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications carry PACS and user text: never read as markup here."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # -- patient data hidden (PHI) ----------------------------------------
+
+    def phi_changed(self) -> None:
+        """Patient data masked or shown (Ctrl+G): every place on this screen follows."""
+        self.query_one(ResultsTable).redraw_cells()
+        self.query_one(KeyEditor).redraw()
+        log = self.query_one("#log", Log)
+        log.clear()
+        log.write_lines([self.app.phi.line(line) for line in self._log_lines])  # type: ignore[attr-defined]
+        self._update_breadcrumb()
+        self._update_empty_text()
+
+    def write_log(self, *lines: str) -> None:
+        """Write lines to the log pane (patient data masked while hidden)."""
+        self._log_lines.extend(lines)
+        phi = self.app.phi  # type: ignore[attr-defined]
+        self.query_one("#log", Log).write_lines([phi.line(line) for line in lines]
+                                                if phi.on else list(lines))
 
     # -- layout -----------------------------------------------------------
 
@@ -200,6 +221,8 @@ class QueryScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(ResultsTable).drawing = self._ui_gate
+        self.query_one(ResultsTable).mask = self.app.phi  # type: ignore[attr-defined]
+        self.query_one(KeyEditor).shown_key = self.app.phi.key  # type: ignore[attr-defined]
         self._set_fresh(True)
         self.query_one(StatusLine).show_timing = getattr(self.app, "show_timing", True)
         self.query_one("#log", Log).can_focus = True
@@ -562,6 +585,7 @@ class QueryScreen(Screen):
         table.add_class("-streaming")
         self._set_fresh(False)
         self.query_one("#log", Log).clear()
+        self._log_lines.clear()
         self.query_one(StatusLine).start()
         self.timings = {"started": time.perf_counter()}
         self._update_breadcrumb()
@@ -593,7 +617,7 @@ class QueryScreen(Screen):
         if self._query_running and self._query is not None:
             self._query.cancel()
             self.query_one(StatusLine).cancelling()
-            self.query_one("#log", Log).write_line("I: Cancel requested")
+            self.write_log("I: Cancel requested")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="query")
     def _run_query(self, run_id: int, query, request: FindRequest, columns: list[str]) -> None:
@@ -692,7 +716,7 @@ class QueryScreen(Screen):
                 self.call_after_refresh(self._first_row_painted)
                 self.refresh_bindings()
         if message.log_lines:
-            self.query_one("#log", Log).write_lines(message.log_lines)
+            self.write_log(*message.log_lines)
 
     def _find_cursor_row(self, table: ResultsTable, start: int, rows) -> None:
         """F5 on the same query: put the cursor back on its row when it arrives (by the
@@ -811,7 +835,8 @@ class QueryScreen(Screen):
         text = ""
         if level is not None and not self._query_running:
             if not level.responses and level.state in ("success", "warning"):
-                criteria = [k for k in level.keys if key_value(k)]
+                criteria = [self.app.phi.key(k)  # type: ignore[attr-defined]
+                            for k in level.keys if key_value(k)]
                 where = request_level(level.request.identifier) or "worklist"
                 text = (f"No matches for {', '.join(criteria)} at {where} level"
                         if criteria else f"No matches: the peer has no {where} records")
@@ -853,6 +878,8 @@ class QueryScreen(Screen):
         table = self.query_one(ResultsTable)
         level.view = table.view_state()
         level.row_title = row_title(ds, request_level(level.request.identifier))
+        level.row_title_masked = row_title(ds, request_level(level.request.identifier),
+                                           self.app.phi)  # type: ignore[attr-defined]
         self._stack.append(level)
         keys = order_keys([k for k in dataset_to_keys(request.identifier)
                            if not is_level_key(k)], request.model, below)
@@ -906,8 +933,9 @@ class QueryScreen(Screen):
             called = ""
         if called:
             parts += [(visible(called), "bold"), " · "]
-        levels = [(lv.request.model, request_level(lv.request.identifier), lv.row_title)
-                  for lv in self._stack]
+        hidden = self.app.phi.on  # type: ignore[attr-defined]
+        levels = [(lv.request.model, request_level(lv.request.identifier),
+                   lv.row_title_masked if hidden else lv.row_title) for lv in self._stack]
         model = model_form.model
         parts.append(model.label)
         for _, name, title in levels:
@@ -916,6 +944,8 @@ class QueryScreen(Screen):
         parts += [" › ", (current, "bold $accent")]
         if self._stack:
             parts.append(("   ⌫ back", "$text-muted"))
+        if hidden:  # first: a long breadcrumb is cut at the right edge
+            parts[:0] = [("⊘ PHI hidden", "bold reverse"), " "]
         self.query_one("#breadcrumb", Static).update(Content.assemble(*parts))
 
     # -- filter -----------------------------------------------------------
@@ -995,8 +1025,7 @@ class QueryScreen(Screen):
     @on(EchoFinished)
     def _echo_finished(self, message: EchoFinished) -> None:
         result = message.result
-        self.query_one("#log", Log).write_line(("I: " if result.ok else "E: ")
-                                               + visible(result.message))
+        self.write_log(("I: " if result.ok else "E: ") + visible(result.message))
         self.notify(visible(result.message), title=f"C-ECHO {visible(message.target)}",
                     severity="information" if result.ok else "error",
                     timeout=5 if result.ok else 10)
@@ -1023,8 +1052,19 @@ class QueryScreen(Screen):
                 responses = level.responses.subset(table.displayed_source_indices())
             else:
                 responses = level.responses.copy()
-            self.notify(f"Exporting {len(responses):,} response(s)…", timeout=2)
-            self._export(choice, responses, level.request, level.columns)
+            if self.app.phi.on:  # type: ignore[attr-defined]
+                from findtui.screens.dialogs import ConfirmScreen
+
+                def confirmed(ok: bool | None) -> None:
+                    if ok:
+                        self._start_export(choice, responses, level)
+
+                self.app.push_screen(ConfirmScreen(
+                    "Patient data is hidden on screen, but the export holds it unmasked "
+                    "(names, IDs, birth dates, as the PACS sent them).",
+                    "Export unmasked patient data?", yes="Export", no="Cancel"), confirmed)
+                return
+            self._start_export(choice, responses, level)
 
         self.app.push_screen(
             ExportScreen(total=len(level.responses), shown=shown,
@@ -1033,6 +1073,10 @@ class QueryScreen(Screen):
                          folder=getattr(self.app, "export_folder", None) or Path.cwd(),
                          download=self.app.is_web),
             done)
+
+    def _start_export(self, choice, responses: ResponseStore, level: ResultLevel) -> None:
+        self.notify(f"Exporting {len(responses):,} response(s)…", timeout=2)
+        self._export(choice, responses, level.request, level.columns)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def _export(self, choice, responses: ResponseStore, request: FindRequest,
@@ -1056,8 +1100,7 @@ class QueryScreen(Screen):
         if download is not None:
             self.app.deliver_binary(download.file, save_filename=download.name,
                                     mime_type=download.mime_type)
-        self.query_one("#log", Log).write_line(("I: " if message.ok else "E: ")
-                                               + visible(message.text))
+        self.write_log(("I: " if message.ok else "E: ") + visible(message.text))
         self.notify(visible(message.text), title="Export" if message.ok else "Export failed",
                     severity="information" if message.ok else "error",
                     timeout=6 if message.ok else 12)
@@ -1096,6 +1139,11 @@ class QueryScreen(Screen):
                              else "Show readable values", partial(run, "toggle_raw"),
                              "Dates, times, names, SOP classes and titles readable or as "
                              "sent; folded columns back (v)"))
+        hidden = self.app.phi.on  # type: ignore[attr-defined]
+        commands.append(("Show patient data" if hidden else "Hide patient data (PHI)",
+                         self.app.action_toggle_phi,  # type: ignore[attr-defined]
+                         "Mask patient names, IDs and birth dates everywhere on screen, for "
+                         "screenshots and shared rooms (Ctrl+G)"))
         if self._offers_split():
             commands.append(("Re-run split by date", partial(run, "split"),
                              "The answer was incomplete: split the query on its date (F9)"))

@@ -20,6 +20,7 @@ from findtui.engine.models import QueryModel
 from findtui.engine.query import IdentifierDecodeError, Pending
 from findtui.engine import display
 from findtui.engine.display import readable_pn
+from findtui.engine.phi import PhiMask, is_phi
 from findtui.engine.hierarchy import UPPER_UNIQUE_KEYS, default_keys, request_level
 from findtui.engine.sanitize import visible
 
@@ -95,11 +96,13 @@ def column_display(request, columns: Sequence[str], drilled: bool) -> dict:
     }
 
 
-def row_title(response: Dataset, level: str | None) -> str:
-    """A short breadcrumb label for a response row."""
+def row_title(response: Dataset, level: str | None, mask: PhiMask | None = None) -> str:
+    """A short breadcrumb label for a response row (``mask``: patient data masked)."""
     def get(keyword: str) -> str:
         value = response.get(keyword)
-        return str(value).strip() if value not in (None, "") else ""
+        text = str(value).strip() if value not in (None, "") else ""
+        return mask.token(keyword, text) if mask is not None and text and is_phi(keyword) \
+            else text
 
     if level == "PATIENT":
         text = readable_pn(get("PatientName")) or get("PatientID")

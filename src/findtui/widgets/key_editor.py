@@ -196,6 +196,8 @@ class KeyEditor(Vertical):
         self._editing: int | None = None
         # Puts keys read from a dataset (tag order) in reading order; set by the screen.
         self.key_order: Callable[[list[str]], list[str]] | None = None
+        # Shows a key as the list should (patient data masked while hidden); set by the screen.
+        self.shown_key: Callable[[str], str] = lambda key: key
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Key, e.g. PatientName=DOE^* (→ completes)", id="key-input",
@@ -226,9 +228,13 @@ class KeyEditor(Vertical):
         key_list = self.query_one(KeyList)
         old = key_list.highlighted if highlight is None else highlight
         key_list.clear_options()
-        key_list.add_options([Option(key_label(k)) for k in self._keys])
+        key_list.add_options([Option(key_label(self.shown_key(k))) for k in self._keys])
         if self._keys:
             key_list.highlighted = min(old or 0, len(self._keys) - 1)
+
+    def redraw(self) -> None:
+        """Show the keys again (the way they are shown changed)."""
+        self._refresh_list()
 
     def _changed(self) -> None:
         self.post_message(self.Changed(self.keys))

@@ -47,6 +47,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 from findtui.engine.display import fold
+from findtui.engine.phi import PhiMask, is_phi
 from findtui.engine.sanitize import visible
 
 __all__ = ["ResultsTable", "TableView", "short_label", "sort_key", "visible"]
@@ -257,6 +258,8 @@ class ResultsTable(ScrollView, can_focus=True):
         self._empty: set[int] = set()  # columns empty on every row so far
         self._same: dict[int, str | None] = {}  # foldable columns, same value on every row so far
         self._folded: frozenset[int] = frozenset()
+        self._phi: frozenset[int] = frozenset()  # columns of patient data (masked when asked)
+        self.mask: PhiMask | None = None  # masks patient data while its ``on`` is true
         self._header_widths: list[int] = []
         self._widths: list[int] = []
         self._offsets: list[int] = []
@@ -318,12 +321,17 @@ class ResultsTable(ScrollView, can_focus=True):
             return
         self._readable = readable
         self._set_labels()
-        self._widths = list(self._header_widths)
-        self._measure(self._rows[:SAMPLE_ROWS])
+        self.redraw_cells()
         if self._haystack is not None:
             self._haystack = list(map(self._haystack_of, self._rows))
             if self._filter:
                 self._rebuild_order()
+
+    def redraw_cells(self) -> None:
+        """Cells shown differently (readable or raw, patient data masked or not): measure
+        and draw again."""
+        self._widths = list(self._header_widths)
+        self._measure(self._rows[:SAMPLE_ROWS])
         self._update_folds(force=True)
         self._strip_cache.clear()
         self.refresh()
@@ -332,7 +340,11 @@ class ResultsTable(ScrollView, can_focus=True):
         """A cell as the table shows it (formatted unless raw, terminal-safe)."""
         value = row[column] if column < len(row) else ""
         fmt = self._formatters[column] if self._readable and self._formatters else None
-        return visible(fmt(value) if fmt is not None and value else value)
+        shown = fmt(value) if fmt is not None and value else value
+        mask = self.mask
+        if mask is not None and mask.on and column in self._phi:
+            shown = mask.value(self._columns[column], value, shown=shown)
+        return visible(shown)
 
     @property
     def column_widths(self) -> list[int]:
@@ -507,6 +519,7 @@ class ResultsTable(ScrollView, can_focus=True):
             short_label(label) for label in self._columns]
         self._formatters = list(formatters) if formatters is not None else [None] * count
         self._constant = [c for c in constant if 0 <= c < count]
+        self._phi = frozenset(i for i, c in enumerate(self._columns) if is_phi(c))
         self._set_labels()
         self._sort_column = None
         self._sort_reverse = False
@@ -890,9 +903,14 @@ class ResultsTable(ScrollView, can_focus=True):
         count = len(widths)
         grew = False
         formatters = self._formatters if self._readable else ()
+        masked = self._phi if self.mask is not None and self.mask.on else ()
         for row in rows:
             for column, value in enumerate(row[:count]):
-                fmt = formatters[column] if formatters else None
+                if column in masked:
+                    value = self.shown_cell(row, column)
+                    fmt = None
+                else:
+                    fmt = formatters[column] if formatters else None
                 if fmt is not None and value:
                     value = fmt(value)
                 if len(value) > widths[column] or not value.isascii():
