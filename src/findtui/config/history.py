@@ -51,6 +51,7 @@ class _Record(Struct, forbid_unknown_fields=True):
     ext_neg: list[str] = []
     source: str = "cli"
     demo: bool = False
+    drill: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,13 @@ class HistoryEntry:
     ext_neg: tuple[str, ...] = ()  # ExtendedNegotiation attribute names that were asked
     source: str = "cli"  # cli|tui
     demo: bool = False  # ran against the embedded demo SCP (its port changes every start)
+    drill: int = 0  # a TUI drill-down sub-query, this many levels below the query run
     complete: bool = True  # False: an old entry without TLS, timeouts, PDU, transfer syntaxes
 
     @classmethod
     def from_run(cls, request: FindRequest, summary: RunSummary, *, node: str | None = None,
                  query: str | None = None, source: str = "cli", demo: bool = False,
-                 keys: Sequence[str] | None = None,
+                 keys: Sequence[str] | None = None, drill: int = 0,
                  when: _dt.datetime | None = None) -> HistoryEntry:
         """``keys``: the keys as the user gave them (their order is the column order); by
         default, the request identifier's keys."""
@@ -94,7 +96,7 @@ class HistoryEntry:
                    query=query,
                    ext_neg=tuple(a for a, _, _ in ExtendedNegotiation.NAMES
                                  if getattr(request.ext_neg, a)),
-                   source=source, demo=demo)
+                   source=source, demo=demo, drill=drill)
 
     @property
     def address(self) -> str:
@@ -129,6 +131,8 @@ class HistoryEntry:
                              "ext_neg": list(self.ext_neg), "source": self.source}
         if self.demo:
             d["demo"] = True
+        if self.drill:
+            d["drill"] = self.drill
         return d
 
     @classmethod
@@ -150,7 +154,7 @@ class HistoryEntry:
                    keys=tuple(record.keys), results=record.results, outcome=record.outcome,
                    status=record.status, status_code=record.status_code, node=record.node,
                    query=record.query, ext_neg=tuple(record.ext_neg), source=record.source,
-                   demo=record.demo, complete="acse_timeout" in net)
+                   demo=record.demo, drill=record.drill, complete="acse_timeout" in net)
 
 
 class History:

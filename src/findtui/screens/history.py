@@ -52,7 +52,8 @@ def record_run(screen: QueryScreen, message: RunEnded) -> None:
     on_demo = demo is not None and (request.network.address, request.network.port) == (
         demo.address, demo.port)
     entry = HistoryEntry.from_run(request, message.summary, node=node, query=query,
-                                  source="tui", demo=on_demo, keys=prefix + list(message.keys))
+                                  source="tui", demo=on_demo, keys=prefix + list(message.keys),
+                                  drill=len(screen._stack))
     history = store_of(screen.app).history
     _mark_ran_form(screen, tracker, request)
 
@@ -102,7 +103,22 @@ def shown_keys(entry: HistoryEntry, mask: PhiMask | None = None) -> str:
     level = [k.split("=", 1)[1] for k in entry.keys if k.startswith("QueryRetrieveLevel=")]
     rest = [mask.key(k) if mask is not None else k
             for k in entry.keys if not k.startswith("QueryRetrieveLevel=")]
-    return visible((f"{level[-1]}: " if level else "") + (" ".join(rest) or "(no keys)"))
+    rest.sort(key=lambda k: not k.partition("=")[2])  # the keys with a value first
+    lead = "  " * (entry.drill - 1) + "↳ " if entry.drill else ""
+    return visible(lead + (f"{level[-1]}: " if level else "")
+                   + (" ".join(rest) or "(no keys)"))
+
+
+def grouped(entries: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Newest first, each query run followed by its drill-down sub-queries in the order
+    they ran (oldest first in ``entries``)."""
+    groups: list[list[HistoryEntry]] = []
+    for entry in entries:
+        if entry.drill and groups:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return [entry for group in reversed(groups) for entry in group]
 
 
 class HistoryScreen(Screen):
@@ -138,7 +154,7 @@ class HistoryScreen(Screen):
 
     def on_mount(self) -> None:
         try:
-            self.entries = list(reversed(self.history.entries()))
+            self.entries = grouped(self.history.entries())
         except OSError as exc:  # not a plain file, or too large: said, never read unbounded
             self.entries = []
             notify_error(self.app, exc, "History not read")

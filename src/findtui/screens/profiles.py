@@ -173,7 +173,13 @@ def save_form_as(screen: QueryScreen) -> None:
             app.notify(f"Saved {choice.kind} profile {visible(choice.name)!r}", timeout=3,
                        markup=False)
 
-        if exists:
+        if exists and loaded is not None and (choice.kind, choice.name) == (
+                loaded.kind, loaded.name):
+            app.push_screen(ConfirmScreen(
+                f"The {choice.kind} profile {choice.name!r} was loaded into the form; "
+                "save the form over it.", "Update it?", yes="Update", no="Cancel"),
+                lambda ok: save() if ok else None)
+        elif exists:
             app.push_screen(ConfirmScreen(f"A {choice.kind} profile {choice.name!r} exists.",
                                           "Replace it?", yes="Replace", no="Cancel"),
                             lambda ok: save() if ok else None)
@@ -181,9 +187,15 @@ def save_form_as(screen: QueryScreen) -> None:
             save()
 
     kinds = ("query", "node") if query_tab else ("node", "query")
-    dialog = NameScreen("Save current form as…", kinds=("node", "query"), check=check)
+    # A profile loaded into the form: offered under its name (Enter updates it).
+    loaded = (tracker.query or tracker.node) if query_tab else (tracker.node or tracker.query)
+    title = ("Save current form as…" if loaded is None
+             else f"Update {loaded.kind} profile {visible(loaded.name)!r}, or save as…")
+    first = loaded.kind if loaded is not None else kinds[0]
+    dialog = NameScreen(title, name=loaded.name if loaded is not None else "",
+                        kinds=("node", "query"), check=check)
     app.push_screen(dialog, done)
-    if kinds[0] == "query":  # the Query tab is on view: offer a query profile first
+    if first == "query":  # offer a query profile first
         dialog.call_after_refresh(lambda: setattr(
             dialog.query_one("#name-kind", RadioSet).query(RadioButton).last(), "value", True))
 

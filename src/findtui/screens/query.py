@@ -351,6 +351,24 @@ class QueryScreen(Screen):
 
     @on(KeyEditor.DefaultsRequested)
     def _defaults(self) -> None:
+        """The model/level's default keys; asks first when that drops keys typed here."""
+        model_form = self.query_one(ModelForm)
+        defaults = default_keys(model_form.model, model_form.level)
+        keys = self.query_one(KeyEditor).keys
+        dropped = [k for k in keys if k not in defaults]
+        if not dropped:
+            self._set_default_keys()
+            return
+        from findtui.screens.dialogs import ConfirmScreen
+
+        shown = ", ".join(self.app.phi.key(k) for k in dropped[:4])  # type: ignore[attr-defined]
+        more = f" and {len(dropped) - 4} more" if len(dropped) > 4 else ""
+        self.app.push_screen(ConfirmScreen(
+            f"The default keys replace these: {visible(shown)}{more}.",
+            "Drop the keys typed?", yes="Defaults", no="Keep"),
+            lambda ok: self._set_default_keys() if ok else None)
+
+    def _set_default_keys(self) -> None:
         model_form = self.query_one(ModelForm)
         self.query_one(KeyEditor).set_keys(default_keys(model_form.model, model_form.level))
         self._keys_are_default = True
@@ -1041,7 +1059,8 @@ class QueryScreen(Screen):
             return
         table = self.query_one(ResultsTable)
         selected = self._selected_response()
-        shown = table.displayed_count if table.filter_text else None
+        shown = table.displayed_count
+        as_received = not table.filter_text and table.sort_column is None
 
         def done(choice: ExportChoice | None) -> None:
             if choice is None:
@@ -1067,7 +1086,7 @@ class QueryScreen(Screen):
             self._start_export(choice, responses, level)
 
         self.app.push_screen(
-            ExportScreen(total=len(level.responses), shown=shown,
+            ExportScreen(total=len(level.responses), shown=shown, as_received=as_received,
                          selected=selected[1].index if selected else None,
                          sop_class_uid=level.request.model.sop_class_uid,
                          folder=getattr(self.app, "export_folder", None) or Path.cwd(),
