@@ -9,6 +9,7 @@ import pytest
 from findtui.app import make_app
 from findtui.engine.display import (
     column_title,
+    filter_needles,
     fold,
     readable_date,
     readable_datetime,
@@ -47,6 +48,10 @@ def test_values_read_as_people_read_them():
     assert column_title("PatientBirthDate") == "Birth date"
     assert column_title("ScheduledProcedureStepSequence[0].Modality") == "Modality"
     assert fold("Müller") == "muller" and fold("ÉCOLE") == "ecole"
+    assert filter_needles("2019-08") == ("2019-08", "201908")
+    assert filter_needles("17:30") == ("17:30", "1730")
+    assert filter_needles("Müller, J") == ("muller, j", "muller^j")
+    assert filter_needles("CT-HEAD") == ("ct-head",)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -15,7 +15,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import UID
 
 __all__ = [
-    "column_title", "fold", "formatter", "readable_date", "readable_datetime",
+    "column_title", "filter_needles", "fold", "formatter", "readable_date", "readable_datetime",
     "readable_pn", "readable_time", "readable_uid",
 ]
 
@@ -175,11 +175,26 @@ def _vr_of(keyword: str) -> str:
 
 def formatter(path: str, vr: str | None = None) -> Callable[[str], str] | None:
     """How a column's values read (None: as they are); ``vr`` for a private tag."""
-    return _BY_VR.get(vr or _vr_of(keyword_of(path).partition("[")[0]))
+    keyword = keyword_of(path).partition("[")[0]
+    if keyword.endswith("InstanceUID"):
+        return None  # an instance's UID has no name: not worth a dictionary look-up a row
+    return _BY_VR.get(vr or _vr_of(keyword))
 
 
 def formatters(paths: Sequence[str]) -> list[Callable[[str], str] | None]:
     return [formatter(path) for path in paths]
+
+
+def filter_needles(text: str) -> tuple[str, ...]:
+    """What a filter typed as the screen shows it looks for in the values as sent
+    (folded): '2019-08' also '201908', '17:30' also '1730', 'Doe, J' also 'doe^j'."""
+    needle = fold(text)
+    needles = [needle]
+    if any(c in needle for c in "-:") and all(c.isdigit() or c in "-:. " for c in needle):
+        needles.append(needle.replace("-", "").replace(":", "").replace(" ", ""))
+    if ", " in needle:
+        needles.append(needle.replace(", ", "^"))
+    return tuple(dict.fromkeys(n for n in needles if n))
 
 
 def fold(text: str) -> str:

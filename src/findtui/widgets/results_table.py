@@ -46,7 +46,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from findtui.engine.display import fold
+from findtui.engine.display import filter_needles, fold
 from findtui.engine.phi import PhiMask, is_phi
 from findtui.engine.sanitize import visible
 
@@ -271,6 +271,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._sort_reverse = False
         self._sort_keys: list[str] | None = None
         self._filter = ""
+        self._needles: tuple[str, ...] = ()
         self._filter_text = ""
         self._haystack: list[str] | None = None
         self._cursor_row = 0
@@ -322,10 +323,6 @@ class ResultsTable(ScrollView, can_focus=True):
         self._readable = readable
         self._set_labels()
         self.redraw_cells()
-        if self._haystack is not None:
-            self._haystack = list(map(self._haystack_of, self._rows))
-            if self._filter:
-                self._rebuild_order()
 
     def redraw_cells(self) -> None:
         """Cells shown differently (readable or raw, patient data masked or not): measure
@@ -572,8 +569,7 @@ class ResultsTable(ScrollView, can_focus=True):
         if self._haystack is not None:
             self._haystack.extend(map(self._haystack_of, new_rows))
             if self._filter:
-                haystack, needle = self._haystack, self._filter
-                matches = [i for i in range(start, end) if needle in haystack[i]]
+                matches = self._matching(range(start, end))
         if self._sort_keys is not None:
             column = self._sort_column
             self._sort_keys.extend(
@@ -613,15 +609,14 @@ class ResultsTable(ScrollView, can_focus=True):
         if needle == self._filter:
             return
         previous, self._filter = self._filter, needle
+        self._needles = filter_needles(text)
         if needle and self._haystack is None:
             self._haystack = list(map(self._haystack_of, self._rows))
-        if needle and previous and previous in needle:
+        if needle and previous and previous in needle and len(self._needles) == 1:
             # Narrowing: only the rows shown can still match, and their order holds.
             self._merge_pending()
-            haystack = self._haystack
-            assert haystack is not None
             current = self._order if self._order is not None else range(len(self._rows))
-            self._order = [i for i in current if needle in haystack[i]]
+            self._order = self._matching(current)
             self._reordered(keep_view=False)
         else:
             self._rebuild_order()
@@ -864,15 +859,20 @@ class ResultsTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ internals
 
-    def _haystack_of(self, row: tuple[str, ...]) -> str:
-        # NUL separates cells so a filter cannot match across two of them; the readable
-        # values too (2019-08-26 as well as 20190826).
-        text = "\x00".join(row)
-        if self._readable:
-            text += "".join(f"\x00{fmt(row[column])}" for column, fmt
-                            in enumerate(self._formatters) if fmt is not None
-                            and column < len(row) and row[column])
-        return fold(text)
+    @staticmethod
+    def _haystack_of(row: tuple[str, ...]) -> str:
+        # NUL separates cells so a filter cannot match across two of them. The values as
+        # sent (a filter as shown is turned into them: filter_needles), folded.
+        return fold("\x00".join(row))
+
+    def _matching(self, sources: Iterable[int]) -> list[int]:
+        """The rows among ``sources`` that pass the filter."""
+        haystack, needles = self._haystack, self._needles
+        assert haystack is not None
+        if len(needles) == 1:
+            needle = needles[0]
+            return [i for i in sources if needle in haystack[i]]
+        return [i for i in sources if any(n in haystack[i] for n in needles)]
 
     def _shown_count(self) -> int:
         return len(self._rows) if self._order is None else len(self._order)
@@ -1046,9 +1046,7 @@ class ResultsTable(ScrollView, can_focus=True):
         count = len(self._rows)
         sources: Iterable[int] = range(count)
         if self._filter:
-            haystack, needle = self._haystack, self._filter
-            assert haystack is not None
-            sources = [i for i in range(count) if needle in haystack[i]]
+            sources = self._matching(range(count))
         if self._sort_column is not None:
             assert self._sort_keys is not None
             self._order = sorted(
