@@ -52,6 +52,7 @@ from findtui.screens.dialogs import (
 )
 from findtui.screens.form_state import store_of, tracker_of
 from findtui.widgets.key_editor import KeyEditor
+from findtui.widgets.lists import HighlightInView
 from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
 
@@ -210,7 +211,7 @@ def _option(name: str, default: bool) -> Option:
     return Option(label, id=name)
 
 
-class ProfileList(OptionList):
+class ProfileList(HighlightInView):
     """One kind's profiles; ``kind`` says which."""
 
     def __init__(self, kind: str, **kwargs) -> None:

@@ -180,6 +180,7 @@ class QueryScreen(Screen):
         log.write_lines([self.app.phi.line(line) for line in self._log_lines])  # type: ignore[attr-defined]
         self._update_breadcrumb()
         self._update_empty_text()
+        self.query_one(StatusLine).refresh_line()
 
     def write_log(self, *lines: str) -> None:
         """Write lines to the log pane (patient data masked while hidden)."""
@@ -822,7 +823,8 @@ class QueryScreen(Screen):
             for source in sources:
                 ds = level.responses[source].identifier
                 if found.add(ds) is not None:
-                    titles.append(row_title(ds, what))
+                    phi = self.app.phi  # type: ignore[attr-defined]
+                    titles.append(row_title(ds, what, phi if phi.on else None))
         except (RetrieveError, IdentifierDecodeError) as exc:
             self.notify(visible(str(exc)), title="Cannot retrieve", severity="error",
                         timeout=8)

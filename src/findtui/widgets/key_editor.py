@@ -30,6 +30,7 @@ from findtui.engine.keys import (
     parse_key,
 )
 from findtui.engine.sanitize import visible
+from findtui.widgets.lists import HighlightInView
 
 QR_LEVEL_TAG = 0x00080052
 HINT = "Keyword=value · (gggg,eeee)=value · Seq[0].Keyword=value · Enter adds"
@@ -132,7 +133,7 @@ def key_label(text: str) -> Text:
     return label
 
 
-class KeyList(OptionList):
+class KeyList(HighlightInView):
     """The keys, one per line; Enter edits, Delete removes."""
 
     BINDINGS = [
@@ -145,24 +146,10 @@ class KeyList(OptionList):
             super().__init__()
             self.index = index
 
-    def _highlight_in_view(self) -> bool:
-        """Is the highlighted key's line inside the visible part of the list?"""
-        if self.highlighted is None:
-            return False
-        top, height = round(self.scroll_y), self.scrollable_content_region.height
-        return top <= self.highlighted < top + height  # one line a key (never wrapped)
-
-    def _on_focus(self, event) -> None:
-        # Tab into the list: the key Enter would edit and Del remove is on screen.
-        self.call_after_refresh(self.scroll_to_highlight)
-
-    def _on_resize(self, event) -> None:
-        self.call_after_refresh(self.scroll_to_highlight)
-
     def action_remove_key(self) -> None:
         if self.highlighted is None:
             return
-        if not self._highlight_in_view():
+        if not self.highlight_in_view():
             # never remove a key the user cannot see: show it first, Del again removes it
             self.scroll_to_highlight()
             self.notify("Del again removes the highlighted key", timeout=3)

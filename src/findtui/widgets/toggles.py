@@ -45,7 +45,16 @@ class RadioButton(_StateGlyph, _RadioButton):
 
 
 class SelectionList(_SelectionList[SelectionType]):
-    """A selection list whose selected options read ``[x]``, the others ``[ ]``."""
+    """A selection list whose selected options read ``[x]``, the others ``[ ]``, and whose
+    highlighted option is on screen when it gets focus or resizes."""
+
+    def _on_focus(self, event) -> None:
+        super()._on_focus(event)
+        self.call_after_refresh(self.scroll_to_highlight)
+
+    def _on_resize(self) -> None:
+        super()._on_resize()
+        self.call_after_refresh(self.scroll_to_highlight)
 
     def render_line(self, y: int) -> Strip:
         line = super().render_line(y)
