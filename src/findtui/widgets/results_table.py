@@ -256,7 +256,8 @@ class ResultsTable(ScrollView, can_focus=True):
         self._readable = True  # False: raw DICOM values, keywords, every column
         self._shown: list[int] = []  # the columns drawn (readable: without the folded ones)
         self._empty: set[int] = set()  # columns empty on every row so far
-        self._same: dict[int, str | None] = {}  # foldable columns, same value on every row so far
+        self._constant: list[int] = []  # columns folded while the same on every row
+        self._same: dict[int, str | None] = {}  # of those, the ones the same so far
         self._folded: frozenset[int] = frozenset()
         self._phi: frozenset[int] = frozenset()  # columns of patient data (masked when asked)
         self.mask: PhiMask | None = None  # masks patient data while its ``on`` is true
@@ -602,8 +603,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._rebuild_order()
 
     def set_filter(self, text: str) -> None:
-        """Show only rows where some cell contains `text`, as shown or raw, whatever the
-        case and accents ('muller' finds 'Müller'); '' shows all."""
+        """Show only rows where some cell contains `text` as sent or as shown (a date, time
+        or name typed as shown is looked for as sent), whatever the case and accents
+        ('muller' finds 'Müller'); '' shows all."""
         needle = fold(text)
         self._filter_text = text
         if needle == self._filter:
@@ -712,7 +714,7 @@ class ResultsTable(ScrollView, can_focus=True):
         if text is None:
             return
         self.app.copy_to_clipboard(text)
-        self.notify(f"{len(self._columns)} cells, separated by tabs", title="Copied the row",
+        self.notify(f"{len(self._shown)} cells, separated by tabs", title="Copied the row",
                     timeout=3, markup=False)
 
     def action_sort_column(self) -> None:
