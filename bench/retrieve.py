@@ -3,9 +3,11 @@
 Orthanc is loaded with 40 patients x 5 CT instances (256 KB each, 200 instances) and
 one large study of 200 instances. Clients, each run --repeat times in alternating order:
 
-* ``findtui --batch -P -k QueryRetrieveLevel=PATIENT -k PatientID=RB* --retrieve get``
-  (one association, 40 patient items) against a shell loop of ``getscu`` per patient;
-  the same with ``--retrieve move`` against a loop of ``movescu`` per patient;
+* ``findtui --batch -P -k QueryRetrieveLevel=PATIENT --query-list patients.csv
+  --retrieve get`` (the 40 PatientIDs from a list: one association for the queries, one
+  for the 40 patient items) against a shell loop of ``getscu`` per patient;
+  the same with ``--retrieve move`` against a loop of ``movescu`` per patient; each also
+  with ``--parallel 4`` (the 40 queries over 4 associations);
 * the large study: ``findtui ... --retrieve get|move`` against one ``getscu``/``movescu``.
 
 Every client's instances are counted on disk (files written to /dev/shm); the median
@@ -126,15 +128,21 @@ def main() -> int:
 
         per_patient = [["-P", "-k", "QueryRetrieveLevel=PATIENT", "-k", f"PatientID={p}"]
                        for p in patients]
+        listing = Path(tempfile.mkdtemp(prefix="findtui-bench-list-", dir=args.out)) / "p.csv"
+        listing.write_text("PatientID\n" + "\n".join(patients) + "\n")
+        from_list = ["-P", *net, "-k", "QueryRetrieveLevel=PATIENT", "--query-list",
+                     str(listing)]
         large = ["-S", "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={LARGE_STUDY}"]
         cases = {
             "patients_get": (200, {
-                "findtui": one([*ft, "-P", *net, "-k", "QueryRetrieveLevel=PATIENT", "-k",
-                                "PatientID=RB0*", "--retrieve", "get"]),
+                "findtui": one([*ft, *from_list, "--retrieve", "get"]),
+                "findtui_parallel_4": one([*ft, *from_list, "--parallel", "4", "--retrieve",
+                                           "get"]),
                 "dcmtk_loop": loop(dcmtk_get, per_patient)}),
             "patients_move": (200, {
-                "findtui": one([*ft, "-P", *net, "-k", "QueryRetrieveLevel=PATIENT", "-k",
-                                "PatientID=RB0*", "--retrieve", "move", *move_opts]),
+                "findtui": one([*ft, *from_list, "--retrieve", "move", *move_opts]),
+                "findtui_parallel_4": one([*ft, *from_list, "--parallel", "4", "--retrieve",
+                                           "move", *move_opts]),
                 "dcmtk_loop": loop(dcmtk_move, per_patient)}),
             "large_study_get": (200, {
                 "findtui": one([*ft, *net, *large, "--retrieve", "get"]),

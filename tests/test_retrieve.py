@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -335,11 +336,13 @@ def _ct(i: int) -> Dataset:
 
 class FaultGetSCP:
     """A C-GET SCP (pynetdicom) that sends ``good`` instances, then per ``then``: 'abort'
-    (A-ABORT), or 'unstorable' (one instance of a class we never proposed: a failed
-    sub-operation, final status B000)."""
+    (A-ABORT), 'unstorable' (one instance of a class we never proposed: a failed
+    sub-operation, final status B000) or 'stall' (silence until the test ends). Its C-FIND
+    answers one study, 1.2.3, for the CLI's query."""
 
     def __init__(self, good: int, then: str) -> None:
         self.good, self.then = good, then
+        self.release = threading.Event()
         ae = AE(ae_title="FAULTY")
         ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
         ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
@@ -356,17 +359,28 @@ class FaultGetSCP:
         if self.then == "abort":
             event.assoc.abort()
             return
+        if self.then == "stall":  # a PACS that hangs mid-way, the connection still up
+            self.release.wait(120)
+            return
         odd = _ct(99)
         odd.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide: not proposed
         yield 0xFF00, odd
 
+    @staticmethod
+    def _find(event):
+        match = Dataset()
+        match.QueryRetrieveLevel, match.StudyInstanceUID = "STUDY", "1.2.3"
+        yield 0xFF00, match
+
     def __enter__(self):
         self.server = self.ae.start_server(("127.0.0.1", 0), block=False,
-                                           evt_handlers=[(evt.EVT_C_GET, self._get)])
+                                           evt_handlers=[(evt.EVT_C_GET, self._get),
+                                                         (evt.EVT_C_FIND, self._find)])
         self.port = self.server.server_address[1]
         return self
 
     def __exit__(self, *exc):
+        self.release.set()
         self.server.shutdown()
 
 
@@ -444,3 +458,139 @@ def test_out_of_resources_is_a_failure_with_what_to_try(tmp_path):
     assert done.status == 0xA702 and done.category == "failure"
     assert "out of resources" in done.advice and done.written == 1
     assert summary.outcome == "partial"  # one instance arrived and is kept
+
+
+def test_a_pacs_that_stalls_mid_get_is_ended_by_the_dimse_timeout(tmp_path):
+    """The PACS sends 2 instances, then nothing (the connection stays up): the DIMSE timeout
+    (-td) ends the retrieve with a message naming it; the 2 complete files are kept, no
+    temporary file is left."""
+    with FaultGetSCP(good=2, then="stall") as scp:
+        r = findtui("-S", "-td", "2", "-aec", "FAULTY", "127.0.0.1", str(scp.port), "-k",
+                    "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=", "--retrieve", "get",
+                    "-od", str(tmp_path), timeout=60)
+    assert r.returncode == ExitCode.NETWORK, r.stderr
+    assert "no response within the DIMSE timeout (2 s) during item 1" in r.stderr
+    assert "the instances written are kept" in r.stderr and "(-td)" in r.stderr
+    assert "Retrieved 2 instance(s) of 0/1 item(s)" in r.stderr  # the item cut short counts
+    assert "Traceback" not in r.stderr
+    files = list(tmp_path.rglob("*"))
+    assert len([p for p in files if p.is_file()]) == 2 and not part_files(tmp_path)
+    for path in (p for p in files if p.is_file()):
+        assert dcmread(path).Modality == "CT"  # complete
+
+
+class FaultMoveSCP:
+    """A C-MOVE SCP (pynetdicom) that sends ``good`` instances to the destination (our
+    Storage SCP at ``store_port``), then aborts the association mid-way."""
+
+    def __init__(self, good: int, store_port: int) -> None:
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+
+        self.good, self.store_port = good, store_port
+        ae = AE(ae_title="FAULTY")
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+        ae.add_requested_context(CTImageStorage)
+        self.ae = ae
+
+    def _move(self, event):
+        yield "127.0.0.1", self.store_port
+        yield self.good + 2
+        for i in range(self.good):
+            yield 0xFF00, _ct(i)
+        event.assoc.abort()
+
+    def __enter__(self):
+        self.server = self.ae.start_server(("127.0.0.1", 0), block=False,
+                                           evt_handlers=[(evt.EVT_C_MOVE, self._move)])
+        self.port = self.server.server_address[1]
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+
+
+def test_a_peer_abort_mid_move_keeps_what_arrived(tmp_path):
+    store_port = peers.free_port()
+    with FaultMoveSCP(good=3, store_port=store_port) as scp:
+        job = RetrieveJob(RetrieveRequest(
+            Network("127.0.0.1", scp.port, called_aet="FAULTY", calling_aet=OUR_AET),
+            QueryModel.STUDY, "move", (item_from_match(QueryModel.STUDY, "STUDY", _match()),),
+            str(tmp_path), store_port=store_port, store_host="127.0.0.1"))
+        events = list(job.events())
+    summary = RetrieveSummary()
+    for event in events:
+        summary.feed(event)
+    fault = next(e for e in events if isinstance(e, RetrieveFault))
+    assert fault.kind == "aborted" and "3 instance(s) written so far are kept" in fault.message
+    assert summary.outcome == "network" and summary.written == 3
+    assert len(list(tmp_path.rglob("*.dcm"))) == 3 and not part_files(tmp_path)
+
+
+# --- memory: a huge instance is held once ------------------------------------------------
+
+
+class BigInstanceSCP(FaultGetSCP):
+    """Answers the study 1.2.3 with one CT instance of ``size`` bytes of pixel data."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(good=0, then="none")
+        self.size = size
+
+    def _get(self, event):
+        yield 1
+        ds = _ct(0)
+        ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored = self.size // 16384, 8192, 16, 16
+        ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 15, 0, 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = bytes(self.size)
+        yield 0xFF00, ds
+
+
+# The peak RSS (KiB) of one `findtui --batch ...` run, measured in a wrapper whose only child
+# it is (this test process has had bigger children, Orthanc among them).
+PEAK_RSS = ("import resource, subprocess, sys\n"
+            "r = subprocess.run([sys.executable, '-m', 'findtui', '--batch', *sys.argv[1:]],"
+            " capture_output=True)\n"
+            "assert r.returncode == 0, r.stderr.decode()[-2000:]\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+
+
+def _peak_rss_of_a_get(size: int, folder: Path) -> int:
+    with BigInstanceSCP(size) as scp:
+        measured = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, "--no-history", "-q", "-S", "-aec",
+             "FAULTY", "127.0.0.1", str(scp.port), "-k", "QueryRetrieveLevel=STUDY", "-k",
+             "StudyInstanceUID=", "--retrieve", "get", "-od", str(folder)],
+            capture_output=True, text=True, timeout=600)
+    assert measured.returncode == 0, measured.stderr
+    (written,) = [p for p in folder.rglob("*") if p.is_file()]
+    assert written.stat().st_size > size and not part_files(folder)
+    return int(measured.stdout.strip()) * 1024
+
+
+def test_a_huge_instance_is_not_held_twice_in_memory(tmp_path):
+    """A C-GET of a 256 MB instance: the client's peak memory grows by about the instance
+    once (pynetdicom assembles it in memory), not twice (it was copied again to put the file
+    meta in front of it)."""
+    size = 256 * 1024 * 1024
+    small = _peak_rss_of_a_get(1024 * 1024, tmp_path / "small")
+    big = _peak_rss_of_a_get(size, tmp_path / "big")
+    assert big - small < 1.5 * size, f"peak {big / 2**20:.0f} MiB, a 1 MiB instance: " \
+                                     f"{small / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("pdu, offered", [(None, 1024 * 1024), ("32768", 32768)])
+def test_a_retrieve_receives_large_pdus_unless_pdu_is_given(tmp_path, pdu, offered):
+    """-pdu left at findscu's default: the retrieve association offers 1 MiB (instances in
+    64 times fewer PDUs); a -pdu given is kept."""
+    from findtui.demo import DemoSCP
+
+    with DemoSCP(patients=3, seed=3) as demo:
+        patient = demo.data.patients[0][1]
+        extra = ["-pdu", pdu] if pdu else []
+        r = findtui("-S", "-aec", demo.ae_title, demo.address, str(demo.port), *extra, "-k",
+                    "QueryRetrieveLevel=STUDY", "-k", f"PatientID={patient}", "--retrieve",
+                    "get", "-od", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert demo.retrieve_peer_pdus and set(demo.retrieve_peer_pdus) == {offered}
+    assert received_uids(tmp_path)

@@ -11,6 +11,8 @@ import csv
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -300,3 +302,25 @@ def test_progress_on_a_terminal(all_uids, level, expect):
     os.close(master)
     err = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
     assert expect.format(n=sent, m=len(all_uids)) in err, err[-2000:]
+
+
+def test_a_split_run_is_recorded_and_reruns_split(tmp_path):
+    """The history keeps --split and --split-from; 'history rerun' splits again, and the
+    TUI's F8 re-run too (test_tui_split)."""
+    with DemoSCP(patients=PATIENTS, seed=SEED, cap=CAP) as capped:
+        r = run_findtui(at(capped, *STUDY, "--split", "auto", "--split-from", "20000101",
+                           "-q"))
+        assert r.returncode == EXIT_OK, r.err
+        entry = History().entries()[-1]
+        assert (entry.split, entry.split_from) == ("auto", "20000101")
+        listing = subprocess.run([sys.executable, "-m", "findtui", "history"],
+                                 capture_output=True, text=True)
+        assert "split auto from 20000101" in listing.stdout.splitlines()[-1]
+        before = capped.associations
+        again = subprocess.run([sys.executable, "-m", "findtui", "history", "rerun", "-1",
+                                "--output-format", "csv"], capture_output=True, text=True)
+        assert again.returncode == EXIT_OK, again.stderr
+        assert "Split into" in again.stderr and capped.associations == before + 1
+        assert len(uids(again.stdout)) == entry.results
+    plain = History().entries()[-1]
+    assert plain.split == "auto"

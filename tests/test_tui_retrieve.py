@@ -187,3 +187,126 @@ def test_streamed_rows_are_frozen_out_of_the_collector_and_settled_on_the_next_q
             assert settled == [1] and screen._froze
 
     scenario()
+
+
+# --- a node profile's retrieve settings, and the history ---------------------------------
+
+
+@sync
+async def test_the_dialog_comes_prefilled_from_the_node_profile_and_the_job_is_recorded(
+        tmp_path):
+    """The node profile in use gives the dialog's method, folder, layout, move destination
+    and store port; the job retrieves with them and its line in the history says how it went
+    (also on the history screen)."""
+    from findtui.config import NodeProfile, Store
+    from findtui.demo import DemoSCP
+    from findtui.engine.hierarchy import default_keys
+    from findtui.engine.models import QueryModel
+    from findtui.engine.query import FindRequest
+    from findtui.engine.retrieve import RetrieveOptions
+    from findtui.screens.history import HistoryScreen
+    from findtui.screens.query_logic import build_request_identifier
+
+    port = peers.free_port()
+    layout = "{PatientID}/{SOPInstanceUID}.dcm"
+    with DemoSCP(patients=6, seed=3, move_port=port) as demo:
+        node = NodeProfile.of("demo", demo.address, demo.port, called_aet=demo.ae_title,
+                              retrieve=RetrieveOptions(
+                                  retrieve="move", move_destination="ELSEWHERE",
+                                  store_port=port, retrieve_folder=str(tmp_path / "node"),
+                                  layout=layout))
+        Store().save(node)
+        request = FindRequest(network=node.network, model=QueryModel.STUDY,
+                              identifier=build_request_identifier(
+                                  QueryModel.STUDY, "STUDY",
+                                  default_keys(QueryModel.STUDY, "STUDY")))
+        app = make_app(request, profiles=("demo", None))  # findtui --profile demo -S ...
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await run_and_wait(pilot)
+            table = screen.query_one(ResultsTable)
+            table.focus()
+            identifier = screen._level.responses[0].identifier
+            await pilot.press("R")
+            await pilot.pause()
+            dialog = app.screen
+            assert isinstance(dialog, RetrieveDialog)
+            assert dialog.query_one("#retrieve-method", RadioSet).pressed_button.name == "move"
+            values = {wid: dialog.query_one(f"#{wid}", Input).value for wid in (
+                "retrieve-folder", "retrieve-layout", "retrieve-dest", "retrieve-port")}
+            assert values == {"retrieve-folder": str(tmp_path / "node"),
+                              "retrieve-layout": layout, "retrieve-dest": "ELSEWHERE",
+                              "retrieve-port": str(port)}
+            # to ourselves this time (the demo sends any destination to the store port)
+            dialog.query_one("#retrieve-dest", Input).value = ""
+            await pilot.click("#retrieve-ok")
+            queue = app.retrieve_queue
+            await wait_for(pilot, lambda: [t.state for t in queue.tasks] == ["done"],
+                           what="the job to finish")
+            expected = {c[3][0] for c in select(demo.data, identifier)}
+            files = sorted((tmp_path / "node").rglob("*.dcm"))
+            assert {p.stem for p in files} == expected
+            assert all(p.parent.parent == tmp_path / "node" for p in files)  # the layout
+
+            history = Store().history
+            await wait_for(pilot, lambda: any(e.retrieve for e in history.entries()),
+                           what="the retrieve in the history")
+            entry = history.entries()[-1]
+            assert (entry.source, entry.node, entry.results) == ("tui", "demo", 1)
+            assert f"StudyInstanceUID={identifier.StudyInstanceUID}" in entry.keys
+            r = entry.retrieve
+            assert (r.method, r.outcome, r.written, r.folder, r.layout, r.store_port) == (
+                "move", "success", len(expected), str(tmp_path / "node"), layout, port)
+
+            # the next R with this node: the settings last used with it
+            app.pop_screen()
+            await pilot.press("R")
+            await pilot.pause()
+            assert app.screen.query_one("#retrieve-dest", Input).value == ""
+            await pilot.press("escape")
+            await pilot.press("f8")
+            await pilot.pause()
+            assert isinstance(app.screen, HistoryScreen)
+            row = " ".join(str(c) for c in app.screen.query_one(DataTable).get_row_at(0))
+            assert f"C-MOVE {len(expected)}" in row
+            bottom = str(app.screen.query_one("#history-keys").render())
+            assert f"C-MOVE success: {len(expected)} written" in bottom
+
+
+@sync
+async def test_the_profile_editor_keeps_a_nodes_retrieve_settings(tmp_path):
+    from textual.widgets import Select
+
+    from findtui.config import Store
+    from findtui.engine.retrieve import RetrieveOptions
+    from findtui.screens.profiles import ProfilesScreen
+
+    app = make_app(no_history=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f7")
+        editor = app.screen
+        assert isinstance(editor, ProfilesScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        fields = {"#pf-name": "pacs", "#net-address": "10.0.0.5", "#net-port": "104",
+                  "#pf-move-dest": "ARCHIVE", "#pf-store-port": "0",
+                  "#pf-retrieve-folder": str(tmp_path), "#pf-layout": "{SOPInstanceUID}.dcm"}
+        for selector, value in fields.items():
+            editor.query_one(selector, Input).value = value
+        editor.query_one("#pf-retrieve-method", Select).value = "move"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = str(editor.query_one("#profile-error").render())
+        assert "Store port must be a TCP port from 1 to 65535, not 0" in error
+        assert "pacs" not in Store().load().nodes
+        editor.query_one("#pf-store-port", Input).value = "11999"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert Store().get_node("pacs").retrieve == RetrieveOptions(
+            "move", "ARCHIVE", 11999, None, str(tmp_path), "{SOPInstanceUID}.dcm")
+        # shown again when the profile is highlighted
+        editor.action_new()
+        editor._show_selected()
+        await pilot.pause()
+        assert editor.query_one("#pf-store-port", Input).value == "11999"
+        assert editor.query_one("#pf-retrieve-method", Select).value == "move"

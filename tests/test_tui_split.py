@@ -14,7 +14,7 @@ from findtui.engine.query import Network, Pending, run_find
 from findtui.widgets.results_table import ResultsTable
 from findtui.widgets.status_line import StatusLine
 
-from pilot import run_and_wait, sync  # noqa: E402
+from pilot import run_and_wait, sync, wait_for  # noqa: E402
 
 SIZE = (80, 24)
 CAP = 9
@@ -75,3 +75,29 @@ async def test_a_complete_answer_offers_no_split():
         assert screen.check_action("split", ()) is False
         assert not any(name == "Re-run split by date" for name, _, _ in
                        screen.palette_commands())
+
+
+@sync
+async def test_a_split_run_is_recorded_and_f8_runs_it_split_again():
+    from findtui.config.store import Store
+
+    app = make_app(demo=True, demo_options={"patients": 40, "seed": 3, "cap": CAP})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.query_screen
+        await run_and_wait(pilot, "f5")
+        await run_and_wait(pilot, "f9")
+        total = screen.query_one(ResultsTable).total_count
+        history = Store().history
+        await wait_for(pilot, lambda: len(history.entries()) == 2, what="two history entries")
+        plain, split = history.entries()
+        assert plain.split is None and plain.outcome == "incomplete"
+        assert split.split == "auto" and split.results == total > CAP
+        before = app.demo.associations
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.press("r")  # the last entry: the split run
+        await wait_for(pilot, lambda: len(history.entries()) == 3, what="the re-run")
+        assert history.entries()[2].split == "auto"
+        assert screen.query_one(StatusLine).state == "success"
+        assert screen.query_one(ResultsTable).total_count == total
+        assert app.demo.associations == before + 1

@@ -56,6 +56,7 @@ class FindtuiApp(App):
         Binding("f12", "retrieve_queue", "Retrieve queue", id="app.retrieve_queue", show=False),
         Binding("ctrl+g", "toggle_phi", "Hide/show patient data", id="app.hide_phi",
                 show=False, priority=True),
+        Binding("f10", "query_set", "Query set", id="app.query_set", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, demo: bool = False,
@@ -78,7 +79,9 @@ class FindtuiApp(App):
         from findtui.screens.retrieve import RetrieveQueue
 
         self.retrieve_queue = RetrieveQueue()
-        self.retrieve_defaults = None  # the retrieve dialog's last settings
+        self.retrieve_queue.on_finished = self._record_retrieve
+        # The retrieve dialog's last settings, per node profile (None: no profile).
+        self.retrieve_defaults: dict[str | None, object] = {}
 
     def on_mount(self) -> None:
         request = self.initial_request
@@ -108,7 +111,7 @@ class FindtuiApp(App):
         tracker.mark(self.query_screen)  # the form as it starts: nothing unsaved
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("profiles", "history", "save_as"):
+        if action in ("profiles", "history", "save_as", "query_set"):
             return isinstance(self.screen, QueryScreen)
         return True
 
@@ -155,23 +158,54 @@ class FindtuiApp(App):
 
         save_form_as(self.query_screen)
 
+    def action_query_set(self) -> None:
+        from findtui.screens.queryset import open_query_set
+
+        open_query_set(self.query_screen)
+
     # -- retrieve -------------------------------------------------------------
 
-    def retrieve_settings(self):
-        """The retrieve dialog's defaults: the last ones used, else the node profile's."""
+    def _retrieve_node(self, network: Network):
+        """The node profile loaded in the form, if ``network`` is that node (its address,
+        port and called AE: a timeout changed in the form keeps its retrieve settings)."""
+        from findtui.screens.form_state import tracker_of
+
+        node = tracker_of(self).node
+        if node is None:
+            return None
+        n = node.network
+        same = (n.address, n.port, n.called_aet) == (network.address, network.port,
+                                                     network.called_aet)
+        return node if same else None
+
+    def retrieve_settings(self, network: Network):
+        """The retrieve dialog's defaults for rows from ``network``: the last ones used with
+        the same node profile this session, else that node profile's, else ours."""
         from findtui.screens.retrieve import RetrieveSettings
 
-        if self.retrieve_defaults is not None:
-            return self.retrieve_defaults
+        node = self._retrieve_node(network)
+        last = self.retrieve_defaults.get(node.name if node else None)
+        if last is not None:
+            return last
         folder = str(self.export_folder or Path.cwd())
-        return RetrieveSettings(folder=folder)
+        return RetrieveSettings.of(node.retrieve if node else None, folder)
 
     def queue_retrieves(self, settings, network: Network, model: QueryModel, items,
                         titles=None) -> None:
         """Add a job per item to the queue, start the worker, show the queue."""
+        from findtui.screens.form_state import tracker_of
         from findtui.screens.retrieve import RetrieveScreen
 
+        node = self._retrieve_node(network)
+        self.retrieve_defaults[node.name if node else None] = settings
         added = self.retrieve_queue.add(settings, network, model, items, titles)
+        profile = tracker_of(self).node
+        on_demo = self.demo is not None and (network.address, network.port) == (
+            self.demo.address, self.demo.port)
+        for task in added:  # for the history: the node profile only if exactly its network
+            task.node = profile.name if profile is not None and profile.network == network \
+                else None
+            task.demo = on_demo
         self.start_retrieves()
         self.notify(f"{len(added)} retrieve job(s) queued (F12 shows the queue)", timeout=3)
         if not isinstance(self.screen, RetrieveScreen):
@@ -194,6 +228,12 @@ class FindtuiApp(App):
             self.pop_screen()
         else:
             self.push_screen(RetrieveScreen(self.retrieve_queue))
+
+    def _record_retrieve(self, task, summary) -> None:
+        """A retrieve job has ended (on the worker thread): a line in the history."""
+        from findtui.screens.history import record_retrieve
+
+        record_retrieve(self, task, summary)
 
     @on(RunEnded)
     def _record_run(self, message: RunEnded) -> None:

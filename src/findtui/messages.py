@@ -88,11 +88,13 @@ class QueryFinished(QueryMessage):
 class RunEnded(Message):
     """A query screen's run is over and shown: the app records it in the history."""
 
-    def __init__(self, request: FindRequest, keys: list[str], summary: RunSummary) -> None:
+    def __init__(self, request: FindRequest, keys: list[str], summary: RunSummary,
+                 split: str | None = None) -> None:
         super().__init__()
         self.request = request
         self.keys = keys
         self.summary = summary
+        self.split = split  # the run was split by date (engine.split mode)
 
 
 class EchoFinished(Message):

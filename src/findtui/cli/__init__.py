@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         resolve_options(args)
+    except UsageError as exc:
+        parser.error(str(exc))
     except ProfileError as exc:
         if args.batch:
             LOG.error(str(exc))
@@ -83,7 +85,19 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error(str(exc))
         return ExitCode.BAD_INPUT
     spec = spec_from_args(args, dataclasses.replace(request, identifier=identifier))
-    if spec.split:
+    if args.query_list:
+        from findtui.cli.resolve import checked_query_list
+        from findtui.engine.querylist import QueryListError
+
+        try:
+            spec = dataclasses.replace(spec, query_list=checked_query_list(spec, args))
+        except QueryListError as exc:
+            for line in str(exc).splitlines():
+                LOG.error(line)
+            return ExitCode.BAD_INPUT
+        except UsageError as exc:
+            parser.error(str(exc))
+    elif spec.split:
         try:
             split_plan(spec)  # a date that cannot be split: said before anything is sent
         except UsageError as exc:

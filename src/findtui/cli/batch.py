@@ -45,6 +45,10 @@ def run_batch(spec: RunSpec) -> int:
         stack.enter_context(warnings_to_log(LOG))  # pydicom's warnings about peer data
         if spec.demo:
             spec = _on_demo(spec, stack)
+        if spec.query_list is not None or spec.extra_nodes:
+            from findtui.cli.queryset import run_query_set
+
+            return run_query_set(spec, stack)
         return _run(spec, stack)
 
 
@@ -62,6 +66,33 @@ def _on_demo(spec: RunSpec, stack: ExitStack) -> RunSpec:
     return dataclasses.replace(spec, request=dataclasses.replace(request, network=network))
 
 
+def open_writers(spec: RunSpec, stack: ExitStack, lead: tuple[str, ...] = (),
+                 identifier=None, keys: tuple[str, ...] | None = None):
+    """The -w writer and the --output-format writer (each None when not asked for);
+    raises OutputError. ``lead``: a query set's leading CSV columns (node, query);
+    ``identifier``/``keys``: what the columns come from (default: the request's)."""
+    from findtui.engine import output
+
+    request = spec.request
+    rsp_writer = table_writer = None
+    if spec.write:
+        rsp_writer = output.ResponseFileWriter(spec.output_directory,
+                                               request.model.sop_class_uid, spec.overwrite)
+        rsp_writer.check()
+    if spec.output_format != "log":
+        stream = sys.stdout
+        if spec.output:
+            stream = output.open_output(spec.output, spec.overwrite)
+            # After a full disk, closing retries the failed flush: not an error twice.
+            stack.callback(output.close_quietly, stream)
+        table_writer = output.make_writer(
+            spec.output_format, stream,
+            output.table_columns(request.identifier if identifier is None else identifier,
+                                 spec.keys if keys is None else keys),
+            excel_safe=spec.csv_excel_safe, lead=lead)
+    return rsp_writer, table_writer
+
+
 def _run(spec: RunSpec, stack: ExitStack) -> int:
     from findtui.engine import output
     from findtui.engine.sanitize import LogLines
@@ -72,23 +103,8 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
 
     request = spec.request
     verbose = LOG.isEnabledFor(logging.INFO)
-    rsp_writer = None
-    if spec.write:
-        rsp_writer = output.ResponseFileWriter(spec.output_directory,
-                                               request.model.sop_class_uid, spec.overwrite)
-    table_writer = None
     try:
-        if rsp_writer:
-            rsp_writer.check()
-        if spec.output_format != "log":
-            stream = sys.stdout
-            if spec.output:
-                stream = output.open_output(spec.output, spec.overwrite)
-                # After a full disk, closing retries the failed flush: not an error twice.
-                stack.callback(output.close_quietly, stream)
-            table_writer = output.make_writer(
-                spec.output_format, stream, output.table_columns(request.identifier, spec.keys),
-                excel_safe=spec.csv_excel_safe)
+        rsp_writer, table_writer = open_writers(spec, stack)
     except output.OutputError as exc:
         LOG.error(hinted(str(exc), exc.settings))
         return ExitCode.OUTPUT
@@ -193,7 +209,6 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         summary.finish()
     if summary.outcome is Outcome.INCOMPLETE:
         LOG.warning(incomplete_message(summary, spec.split))
-    record_history(spec, summary)
     if rsp_writer and rsp_writer.written:
         LOG.info(f"Wrote {len(rsp_writer.written)} response file(s) to "
                  f"{str(Path(spec.output_directory))!r}")
@@ -203,12 +218,15 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                     f"run are still in {str(Path(spec.output_directory))!r}: they are not "
                     "results of this query")
     code = exit_code(summary)
+    retrieved = None
     if collector is not None and summary.outcome in (Outcome.SUCCESS, Outcome.WARNING,
                                                      Outcome.INCOMPLETE):
         from findtui.cli.retrieve import run_retrieve
 
         signal.signal(signal.SIGINT, old_handler)
-        code = max(code, run_retrieve(spec, collector.items))
+        retrieve_code, retrieved = run_retrieve(spec, collector.items)
+        code = max(code, retrieve_code)
+    record_history(spec, summary, retrieved)  # one line: the query and its retrieve
     return code
 
 
@@ -250,7 +268,7 @@ class _Progress:
             sys.stderr.flush()
 
 
-def record_history(spec: RunSpec, summary: RunSummary) -> None:
+def record_history(spec: RunSpec, summary: RunSummary, retrieved=None) -> None:
     """Add the run to the history; a history that cannot be written never fails the query."""
     try:
         from findtui.config.history import History, HistoryEntry, history_wanted
@@ -265,6 +283,7 @@ def record_history(spec: RunSpec, summary: RunSummary) -> None:
             return
         History().append(HistoryEntry.from_run(
             spec.request, summary, node=spec.node_profile, query=spec.query_profile,
-            keys=None if spec.file else spec.keys, source="cli", demo=spec.demo))
+            keys=None if spec.file else spec.keys, source="cli", demo=spec.demo,
+            retrieve=retrieved, split=spec.split, split_from=spec.split_from))
     except Exception as exc:  # noqa: BLE001 - any failure here is only worth a warning
         LOG.warning(f"The run was not recorded in the history: {exc}")

@@ -13,6 +13,7 @@ from findtui.cli.options import (
     _add_network_options,
     _add_output_options,
     _add_tls_options,
+    add_retrieve_options,
 )
 from findtui.engine.sanitize import visible
 
@@ -50,13 +51,17 @@ def build_profiles_parser() -> argparse.ArgumentParser:
 
     add = sub.add_parser("add", help="save a node profile: NAME ADDR PORT [network options]",
                          usage="findtui profiles add NAME ADDR PORT [-aet -aec -ta -td -tn -pdu] "
-                               "[--tls ...] [-P|-S|-O|-W] [--replace]")
+                               "[--tls ...] [-P|-S|-O|-W] [--retrieve get|move --move-dest "
+                               "--store-port --store-host --retrieve-folder --layout] "
+                               "[--replace]")
     add.add_argument("name")
     add.add_argument("addr", help="TCP/IP address or hostname of the peer")
     add.add_argument("port", type=int, help="TCP/IP port number of the peer")
     _add_network_options(add.add_argument_group("Network Options"))
     _add_tls_options(add.add_argument_group("TLS Options"))
     _add_model_options(add.add_argument_group("Default query model for this node"))
+    add_retrieve_options(add.add_argument_group(
+        "Retrieve defaults for this node (options given to a run win)"), node_profile=True)
     add.add_argument("--description", default="", help="a note shown with the profile")
     add.add_argument("--replace", action="store_true",
                      help="replace a node profile of that name (otherwise an error)")
@@ -130,13 +135,35 @@ def _node_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
 
     try:
         network = network_from_args(args)
+        retrieve = _retrieve_from_args(args)
     except OptionValueError as exc:
         raise ProfileError(str(exc)) from None
     except UsageError as exc:
         parser.error(str(exc))
     return NodeProfile(name=args.name, network=network,
                        model=QueryModel(args.model) if args.model else None,
-                       description=args.description)
+                       description=args.description, retrieve=retrieve)
+
+
+def _retrieve_from_args(args: argparse.Namespace):
+    """A node's retrieve defaults from `profiles add`'s options (OptionValueError names the
+    option); a relative folder is kept absolute, as given from where the user is."""
+    import os
+
+    from findtui.cli.resolve import OptionValueError, option_message
+    from findtui.engine.network import NetworkError
+    from findtui.engine.retrieve import retrieve_options_from
+
+    folder = args.retrieve_folder
+    if folder and not folder.startswith("~"):
+        folder = os.path.abspath(folder)
+    data = {"retrieve": args.retrieve, "move_destination": args.move_dest,
+            "store_port": args.store_port, "store_host": args.store_host,
+            "retrieve_folder": folder, "layout": args.layout}
+    try:
+        return retrieve_options_from({k: v for k, v in data.items() if v is not None})
+    except NetworkError as exc:
+        raise OptionValueError(option_message(exc)) from None
 
 
 def _query_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
@@ -173,6 +200,7 @@ def _describe(profile, default: bool) -> list[str]:
         net = profile.network
         if net.tls is not None:
             extra.append("TLS" if net.tls.verify else "TLS (not verified)")
+        extra += _retrieve_words(profile.retrieve)
         cols = [f"{net.address}:{net.port}", f"{net.calling_aet} -> {net.called_aet}", *extra]
     else:
         cols = [MODEL_NAMES[profile.model]]
@@ -186,6 +214,23 @@ def _describe(profile, default: bool) -> list[str]:
     if profile.description:
         lines.append(f"      {profile.description}")
     return lines
+
+
+def _retrieve_words(options) -> list[str]:
+    """A node's retrieve defaults in a few words ('retrieve: move to ARCHIVE, port 11113')."""
+    o = options
+    if not o.to_dict():
+        return []
+    words = [o.retrieve or "retrieve"]
+    if o.move_destination:
+        words.append(f"to {o.move_destination}")
+    if o.store_port or o.store_host:
+        words.append(f"store {o.store_host or '*'}:{o.store_port or 'default'}")
+    if o.retrieve_folder:
+        words.append(f"into {o.retrieve_folder}")
+    if o.layout:
+        words.append(f"as {o.layout}")
+    return ["retrieve: " + " ".join(words) if o.retrieve else " ".join(words)]
 
 
 def profiles_main(argv: list[str]) -> int:
@@ -336,8 +381,12 @@ def history_main(argv: list[str]) -> int:
             peer = "demo SCP"
         tls = " TLS" if e.network.tls is not None else ""
         query = f" [{e.query}]" if e.query else ""
+        if e.split:
+            query += f" split {e.split}" + (f" from {e.split_from}" if e.split_from else "")
         _print(f"{number:>3}  {e.time}  {peer}{tls}  {MODEL_NAMES[e.model]}{query}  {e.results} "
                f"result{'' if e.results == 1 else 's'}  {e.status}  {' '.join(e.keys)}")
+        if e.retrieve is not None:
+            _print(f"     retrieve: {e.retrieve.describe()}")
     return ExitCode.OK
 
 
@@ -355,6 +404,8 @@ def _rerun(argv: list[str]) -> int:
                     "against the demo SCP starts the demo SCP again.")
     p.add_argument("number", type=int, metavar="N",
                    help="the entry's number in 'findtui history' (-1: the last run)")
+    p.add_argument("--no-retrieve", action="store_true",
+                   help="run only the query of an entry that retrieved its matches")
     add_log_options(p)
     _add_output_options(p.add_argument_group("Output Options"))
     args = p.parse_args(argv)
@@ -382,10 +433,21 @@ def _rerun(argv: list[str]) -> int:
     except KeyPathError as exc:
         _print(f"findtui history rerun: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    retrieve, folder = None, None
+    if entry.retrieve is not None and not args.no_retrieve:
+        from findtui.cli.resolve import RetrieveSpec
+        from findtui.engine.retrieve import DEFAULT_STORE_PORT
+
+        r = entry.retrieve  # the same retrieve, into the same folder unless -od says
+        retrieve = RetrieveSpec(r.method, r.layout, r.store_port or DEFAULT_STORE_PORT,
+                                r.move_destination, r.store_host)
+        folder = r.folder
     spec = RunSpec(request=request, keys=entry.keys, output_format=args.output_format or "log",
                    output=args.output, write=args.write,
-                   output_directory=args.output_directory or ".", overwrite=args.overwrite,
-                   csv_excel_safe=args.csv_excel_safe, node_profile=entry.node, query_profile=entry.query, demo=entry.demo)
+                   output_directory=args.output_directory or folder or ".",
+                   overwrite=args.overwrite, csv_excel_safe=args.csv_excel_safe,
+                   node_profile=entry.node, query_profile=entry.query, demo=entry.demo,
+                   retrieve=retrieve, split=entry.split, split_from=entry.split_from)
     try:
         return int(run_batch(spec))
     except BrokenPipeError:

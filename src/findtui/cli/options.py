@@ -73,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "so that a PACS's result limit loses nothing: 'auto' bisects any range "
                         "that comes back incomplete (down to a day); day/week/month/year cut "
                         "on the calendar. Matches are merged without duplicates")
+    q.add_argument("--query-list", metavar="FILE",
+                   help="run one query per row of a CSV file whose header names the keys "
+                        "(e.g. AccessionNumber, or PatientID,StudyDate); -k keys are added to "
+                        "every row. Every row is checked before anything is sent. Output rows "
+                        "start with the row's number (column 'query')")
+    q.add_argument("--skip-bad", action="store_true",
+                   help="with --query-list: leave out the bad rows (listed) instead of "
+                        "stopping with exit 1")
+    q.add_argument("--parallel", metavar="N", type=int,
+                   help="with --query-list: run the queries over N associations per node "
+                        "at once (default 1)")
+    q.add_argument("--dedupe", action="store_true",
+                   help="with several --profile nodes or --query-list: one row per match "
+                        "(the level's unique key), its 'node' and 'query' columns listing "
+                        "where it was found (written once every query has ended)")
     q.add_argument("--split-from", metavar="YYYYMMDD",
                    help="with --split: where a query with no date, or an open range (-B), "
                         "starts (default: 19700101; it ends today)")
@@ -80,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ext_neg_options(p.add_argument_group("Extended Negotiation Options"))
 
     prof = p.add_argument_group("Profile Options (see 'findtui profiles --help')")
-    prof.add_argument("--profile", metavar="NAME",
+    prof.add_argument("--profile", metavar="NAME", action="append",
                       help="take the peer and network options from node profile NAME; "
-                           "options given here override it, and addr port become optional")
+                           "options given here override it, and addr port become optional. "
+                           "Give it several times (--batch) to query several nodes at once: "
+                           "output rows then start with the node's name (column 'node')")
     prof.add_argument("--query", metavar="NAME",
                       help="start from query profile NAME (model, keys, extended negotiation, "
                            "output options, node); -k keys add to or override its keys")
@@ -99,25 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="terminal UI: mask patient names, IDs and birth dates on screen "
                           "(Ctrl+G toggles; also hide_phi = true in a node profile)")
 
-    ret = p.add_argument_group("Retrieve Options (with --batch: fetch what the query found)")
-    ret.add_argument("--retrieve", choices=["get", "move"],
-                     help="after the query, retrieve every match at the query's level by "
-                          "C-GET or C-MOVE into -od DIR")
-    ret.add_argument("--move-dest", metavar="AET",
-                     help="C-MOVE destination (default: our -aet, received by our own Storage "
-                          "SCP; another AE: the PACS sends there and nothing is written here)")
-    ret.add_argument("--store-port", metavar="PORT", type=int,
-                     help="port of our Storage SCP for C-MOVE, listening only while the "
-                          "retrieve runs (default 11113)")
-    ret.add_argument("--store-host", metavar="HOST",
-                     help="address our Storage SCP listens on (default: all interfaces, since "
-                          "the PACS must reach it)")
-    ret.add_argument("--layout", metavar="TEMPLATE",
-                     help="file path of each instance under -od, with {PatientID}, "
-                          "{StudyInstanceUID}, {SeriesInstanceUID}, {SOPInstanceUID}, "
-                          "{Modality}, {StudyDate}, ... (default "
-                          "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
-                          "{SOPInstanceUID}.dcm)")
+    add_retrieve_options(p.add_argument_group(
+        "Retrieve Options (with --batch: fetch what the query found)"))
     return p
 
 
@@ -144,6 +144,44 @@ def _add_network_options(net) -> None:
             help_text = f"{setting.help} (default: {default:g})" if isinstance(default, float) \
                 else f"{setting.help} (default: {default})"
         net.add_argument(*setting.flags, help=help_text, **kwargs)
+
+
+def _retrieve_method(text: str) -> str:
+    if text not in ("get", "move", ""):  # "": --retrieve alone (the node profile's method)
+        raise argparse.ArgumentTypeError(f"{text!r}: give get or move (or nothing: the node "
+                                         "profile's method, else get)")
+    return text
+
+
+def add_retrieve_options(ret, node_profile: bool = False) -> None:
+    """--retrieve and its options: for a run, or (``node_profile``) a node's defaults."""
+    if node_profile:
+        ret.add_argument("--retrieve", choices=["get", "move"],
+                         help="how to retrieve from this node when 'findtui --retrieve' names "
+                              "no method")
+        ret.add_argument("--retrieve-folder", metavar="DIR",
+                         help="where retrieves from this node go unless -od is given")
+    else:
+        ret.add_argument("--retrieve", nargs="?", const="", type=_retrieve_method,
+                         metavar="get|move",
+                         help="after the query, retrieve every match at the query's level by "
+                              "C-GET or C-MOVE into -od DIR; without get|move: the node "
+                              "profile's method, else get")
+    ret.add_argument("--move-dest", metavar="AET",
+                     help="C-MOVE destination (default: our -aet, received by our own Storage "
+                          "SCP; another AE: the PACS sends there and nothing is written here)")
+    ret.add_argument("--store-port", metavar="PORT", type=int,
+                     help="port of our Storage SCP for C-MOVE, listening only while the "
+                          "retrieve runs (default 11113)")
+    ret.add_argument("--store-host", metavar="HOST",
+                     help="address our Storage SCP listens on (default: all interfaces, since "
+                          "the PACS must reach it)")
+    ret.add_argument("--layout", metavar="TEMPLATE",
+                     help="file path of each instance under -od, with {PatientID}, "
+                          "{StudyInstanceUID}, {SeriesInstanceUID}, {SOPInstanceUID}, "
+                          "{Modality}, {StudyDate}, ... (default "
+                          "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
+                          "{SOPInstanceUID}.dcm)")
 
 
 def _add_tls_options(tls) -> None:

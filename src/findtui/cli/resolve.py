@@ -44,6 +44,10 @@ class RunSpec:
     split: str | None = None  # --split MODE
     split_from: str | None = None  # --split-from YYYYMMDD
     retrieve: RetrieveSpec | None = None  # --retrieve: fetch the matches afterwards
+    query_list: object = None  # --query-list: engine.querylist.QueryList, read and checked
+    parallel: int = 1  # --parallel N: associations per node for a query list
+    extra_nodes: tuple = ()  # further --profile nodes: (name, FindRequest) each
+    dedupe: bool = False  # --dedupe
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,17 @@ def resolve_options(args: argparse.Namespace) -> None:
     """
     node = query = None
     args.node_profile = args.query_profile = None
+    args.extra_nodes = []
+    names = args.profile or []
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"--profile {twice} is given twice")
+    if len(names) > 1 and not args.batch:
+        raise UsageError("several --profile nodes need --batch (the terminal UI opens on one)")
+    if len(names) > 1 and args.addr is not None:
+        raise UsageError("give several --profile nodes or addr port, not both")
     use_default = args.addr is None and (args.batch or args.query)
-    if args.profile or args.query or use_default:
+    if names or args.query or use_default:
         from findtui.config.schema import ProfileNotFoundError
         from findtui.config.store import Store
 
@@ -76,7 +89,8 @@ def resolve_options(args: argparse.Namespace) -> None:
         profiles = store.load()
         if args.query:
             query = profiles.get("query", args.query, store.path)
-        node_name = args.profile
+        node_name = names[0] if names else None
+        args.extra_nodes = [profiles.get("node", name, store.path) for name in names[1:]]
         if node_name is None and args.addr is None:
             node_name = (query.node if query else None) or (
                 profiles.default_node if use_default else None)
@@ -115,8 +129,18 @@ def resolve_options(args: argparse.Namespace) -> None:
         # the profile's applies to its CSV, not to another format given here
         args.csv_excel_safe = args.csv_excel_safe or (
             query.csv_excel_safe and args.output_format == "csv")
+    apply_node_retrieve(args, node)
     args.output_format = args.output_format or "log"
     args.output_directory = args.output_directory or "."
+
+
+def apply_node_retrieve(args: argparse.Namespace, node) -> None:
+    """The node profile's retrieve settings, kept for retrieve_spec (args.node_retrieve);
+    with --retrieve, its folder is -od's default (after the query profile's)."""
+    args.node_retrieve = node.retrieve if node is not None else None
+    folder = node.retrieve.retrieve_folder if node is not None else None
+    if args.retrieve is not None and folder:
+        args.output_directory = args.output_directory or _expanded(folder)
 
 
 def network_from_args(args: argparse.Namespace, base: Network | None = None) -> Network:
@@ -187,12 +211,30 @@ def check_batch_options(args: argparse.Namespace) -> None:
         raise UsageError("--max-identifier-size takes a number of bytes, 1024 or more")
     if args.split_from is not None and args.split is None:
         raise UsageError("--split-from needs --split")
+    listed = getattr(args, "query_list", None)
+    several = len(getattr(args, "extra_nodes", None) or ())
+    if args.skip_bad and not listed:
+        raise UsageError("--skip-bad needs --query-list FILE")
+    if args.parallel is not None:
+        if not listed:
+            raise UsageError("--parallel needs --query-list FILE (several nodes run at once "
+                             "already)")
+        if not 1 <= args.parallel <= 32:
+            raise UsageError(f"--parallel takes 1 to 32 associations, not {args.parallel}")
+    if args.dedupe and not (listed or several):
+        raise UsageError("--dedupe needs several --profile nodes or --query-list FILE")
+    if (listed or several) and args.cancel is not None:
+        raise UsageError("--cancel is for one query, not with --query-list or several nodes")
     retrieve_spec(args)  # raises UsageError
     check_output_options(args)
 
 
 def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
-    """The retrieve options, checked (raises UsageError); None without --retrieve."""
+    """The retrieve options, checked (raises UsageError); None without --retrieve.
+
+    What the command line leaves unset comes from the node profile (args.node_retrieve,
+    set by resolve_options), then from the engine's defaults; a profile's setting never
+    conflicts with an option given (a move destination is simply unused by a C-GET)."""
     given = [flag for flag, value in (("--move-dest", args.move_dest),
                                       ("--store-port", args.store_port),
                                       ("--store-host", args.store_host),
@@ -201,12 +243,16 @@ def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
         if given:
             raise UsageError(f"{given[0]} needs --retrieve get|move")
         return None
+    node = getattr(args, "node_retrieve", None)
+    method = args.retrieve or (node.retrieve if node is not None else None) or "get"
     if args.model == "W":
         raise UsageError("--retrieve needs a query/retrieve model (-P, -S or -O); worklist "
                          "items cannot be retrieved")
-    if args.retrieve == "get" and (args.move_dest or args.store_port is not None
-                                   or args.store_host):
-        raise UsageError("--move-dest, --store-port and --store-host are for --retrieve move")
+    if method == "get" and (args.move_dest or args.store_port is not None
+                            or args.store_host):
+        how = "" if args.retrieve else " (the node profile's retrieve method is get)"
+        raise UsageError(f"--move-dest, --store-port and --store-host are for --retrieve "
+                         f"move{how}")
     if args.store_port is not None and not 1 <= args.store_port <= 65535:
         raise UsageError(f"--store-port takes a TCP port (1-65535), not {args.store_port}")
     if args.move_dest is not None and not (0 < len(args.move_dest.strip()) <= 16):
@@ -215,15 +261,20 @@ def retrieve_spec(args: argparse.Namespace) -> RetrieveSpec | None:
         DEFAULT_LAYOUT, DEFAULT_STORE_PORT, Layout, RetrieveError,
     )
 
-    layout = args.layout or DEFAULT_LAYOUT
+    layout = args.layout or (node.layout if node is not None else None) or DEFAULT_LAYOUT
     try:
         Layout(layout)
     except RetrieveError as exc:
         raise UsageError(str(exc)) from None
-    return RetrieveSpec(args.retrieve, layout,
-                        DEFAULT_STORE_PORT if args.store_port is None else args.store_port,
-                        args.move_dest.strip() if args.move_dest else None,
-                        args.store_host or "")
+    move_dest = args.move_dest.strip() if args.move_dest else None
+    store_port, store_host = args.store_port, args.store_host
+    if method == "move" and node is not None:
+        move_dest = move_dest or node.move_destination
+        store_port = node.store_port if store_port is None else store_port
+        store_host = store_host or node.store_host
+    return RetrieveSpec(method, layout,
+                        DEFAULT_STORE_PORT if store_port is None else store_port,
+                        move_dest, store_host or "")
 
 
 def split_plan(spec: RunSpec):
@@ -236,6 +287,22 @@ def split_plan(spec: RunSpec):
         return SplitPlan(spec.request, spec.split, earliest)
     except SplitError as exc:
         raise UsageError(str(exc)) from None
+
+
+def checked_query_list(spec: RunSpec, args: argparse.Namespace):
+    """--query-list read and checked against the query: every row's keys set on the
+    -k/-f identifier, and with --split every row's date splittable (raises
+    QueryListError naming the lines)."""
+    import dataclasses
+
+    from findtui.engine.querylist import check_rows, read_query_list
+
+    def splittable(ds) -> None:
+        split_plan(dataclasses.replace(spec, request=dataclasses.replace(spec.request,
+                                                                         identifier=ds)))
+
+    return check_rows(read_query_list(args.query_list, args.skip_bad), spec.request.identifier,
+                      args.skip_bad, splittable if spec.split else None)
 
 
 def check_output_options(args: argparse.Namespace) -> None:
@@ -270,7 +337,21 @@ def spec_from_args(args: argparse.Namespace, request) -> RunSpec:
         output_directory=args.output_directory, overwrite=args.overwrite,
         csv_excel_safe=args.csv_excel_safe, node_profile=args.node_profile,
         query_profile=args.query_profile, no_history=args.no_history, split=args.split,
-        split_from=args.split_from, retrieve=retrieve_spec(args))
+        split_from=args.split_from, retrieve=retrieve_spec(args),
+        parallel=args.parallel or 1, dedupe=args.dedupe,
+        extra_nodes=tuple((node.name, _node_request(args, node, request))
+                          for node in getattr(args, "extra_nodes", None) or ()))
+
+
+def _node_request(args: argparse.Namespace, node, request):
+    """``request`` sent to a further --profile node: its connection, with the options
+    given on the command line over it (as for the first node)."""
+    import copy
+    import dataclasses
+
+    own = copy.copy(args)
+    own.addr, own.port = node.network.address, node.network.port
+    return dataclasses.replace(request, network=network_from_args(own, node.network))
 
 
 def hinted(message: str, settings) -> str:

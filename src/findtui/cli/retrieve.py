@@ -103,7 +103,9 @@ class Progress:
             self.width = 0
 
 
-def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
+def run_retrieve(spec: RunSpec, items: list):
+    """Retrieve ``items``: (the exit code, a config.history.RetrieveRecord of the run)."""
+    from findtui.config.history import RetrieveRecord
     from findtui.engine.retrieve import (
         AssociationFailed, ItemDone, ItemProgress, ItemStarted, RetrieveFault, RetrieveJob,
         RetrieveRequest, RetrieveSummary, megabytes,
@@ -118,7 +120,7 @@ def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
         store_host=rs.store_host)
     if not items:
         LOG.info("Nothing to retrieve: the query matched nothing")
-        return ExitCode.OK
+        return ExitCode.OK, RetrieveRecord.of(request, RetrieveSummary())
     where = (f"to {request.destination}" if rs.method == "move" and not request.moves_to_us
              else f"into {spec.output_directory!r}")
     LOG.info(f"Retrieving {len(items)} {items[0].level.lower()}(s) by C-{rs.method.upper()} "
@@ -135,11 +137,11 @@ def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
             if isinstance(event, ItemStarted):
                 progress.show(f"Retrieving {event.index}/{total} {event.item.label}", True)
             elif isinstance(event, ItemProgress):
-                done = summary.written + summary.skipped + event.written + event.skipped
-                rate = (summary.bytes + event.bytes) / max(time.monotonic() - started, 1e-3)
+                done = summary.written + summary.skipped  # this item's included
+                rate = summary.bytes / max(time.monotonic() - started, 1e-3)
                 left = "" if event.remaining is None else f", {event.remaining} left in item"
                 progress.show(f"Retrieving {event.index}/{total}: {done} instance(s), "
-                              f"{megabytes(summary.bytes + event.bytes)}, {rate / 1e6:.1f} MB/s{left}")
+                              f"{megabytes(summary.bytes)}, {rate / 1e6:.1f} MB/s{left}")
             elif isinstance(event, ItemDone):
                 progress.clear()
                 _log_item(event, total)
@@ -165,7 +167,7 @@ def run_retrieve(spec: RunSpec, items: list) -> ExitCode:
         line = (f"Moved {done} instance(s) of {len(summary.done)}/{total} item(s) to "
                 f"{request.destination} in {elapsed:.1f} s, {summary.failed} failed")
     (LOG.info if outcome == "success" else LOG.warning)(f"{line} ({outcome})")
-    return RETRIEVE_EXIT_CODES[outcome]
+    return RETRIEVE_EXIT_CODES[outcome], RetrieveRecord.of(request, summary)
 
 
 def _log_item(done, total: int) -> None:

@@ -36,6 +36,60 @@ def history_wanted(no_history_option: bool = False, profiles=None) -> bool:
         return False
     return profiles is None or profiles.history
 
+
+class RetrieveRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """How a retrieve after the query (or a TUI retrieve job) went, and every setting it
+    ran with (to run it again): a history line's ``retrieve`` object."""
+
+    method: Literal["get", "move"]
+    outcome: str  # engine.retrieve.RetrieveSummary.outcome: success|partial|failure|cancel|network|output
+    items: int  # matches to retrieve
+    done: int  # items that ended with a final status
+    written: int  # instances written
+    skipped: int  # instances already on disk
+    failed: int  # failed sub-operations
+    bytes: int
+    folder: str | None  # absolute; None: moved to another AE, nothing written here
+    layout: str
+    move_destination: str | None = None
+    store_port: int | None = None  # C-MOVE to us
+    store_host: str = ""
+    message: str | None = None  # what ended it early (a fault), if anything
+
+    @classmethod
+    def of(cls, request, summary) -> RetrieveRecord:
+        """From an engine.retrieve RetrieveRequest and the RetrieveSummary of its run."""
+        to_us = request.method == "get" or request.moves_to_us
+        fault = summary.fault
+        return cls(method=request.method, outcome=summary.outcome,
+                   items=summary.items or len(request.items), done=len(summary.done),
+                   written=summary.written, skipped=summary.skipped, failed=summary.failed,
+                   bytes=summary.bytes,
+                   folder=os.path.abspath(os.path.expanduser(request.directory)) if to_us
+                   else None,
+                   layout=request.layout,
+                   move_destination=request.move_destination if request.method == "move"
+                   else None,
+                   store_port=request.store_port if request.moves_to_us else None,
+                   store_host=request.store_host if request.moves_to_us else "",
+                   message=fault.message if fault is not None else None)
+
+    def describe(self) -> str:
+        """One line: 'C-GET success: 12 written (3.4 MB), 0 already on disk, 0 failed; 2/2
+        items into /data/x'."""
+        from findtui.engine.retrieve import megabytes
+
+        if self.folder is None:
+            text = (f"C-MOVE to {self.move_destination} {self.outcome}: {self.done}/{self.items} "
+                    f"item(s), {self.failed} failed")
+        else:
+            text = (f"C-{self.method.upper()} {self.outcome}: {self.written} written "
+                    f"({megabytes(self.bytes)}), {self.skipped} already on disk, {self.failed} "
+                    f"failed; {self.done}/{self.items} item(s) into {self.folder}")
+        return text + (f"; {self.message}" if self.message and self.outcome != "success"
+                       else "")
+
+
 class _Record(Struct, forbid_unknown_fields=True):
     """A history line's own fields (the connection's fields sit beside them, flat)."""
 
@@ -52,6 +106,9 @@ class _Record(Struct, forbid_unknown_fields=True):
     source: str = "cli"
     demo: bool = False
     drill: int = 0
+    retrieve: RetrieveRecord | None = None
+    split: Literal["auto", "day", "week", "month", "year"] | None = None
+    split_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,12 +136,17 @@ class HistoryEntry:
     demo: bool = False  # ran against the embedded demo SCP (its port changes every start)
     drill: int = 0  # a TUI drill-down sub-query, this many levels below the query run
     complete: bool = True  # False: an old entry without TLS, timeouts, PDU, transfer syntaxes
+    retrieve: RetrieveRecord | None = None  # the retrieve that followed the query, if any
+    split: str | None = None  # --split MODE (engine.split): the query ran split by date
+    split_from: str | None = None  # --split-from YYYYMMDD
 
     @classmethod
     def from_run(cls, request: FindRequest, summary: RunSummary, *, node: str | None = None,
                  query: str | None = None, source: str = "cli", demo: bool = False,
                  keys: Sequence[str] | None = None, drill: int = 0,
-                 when: _dt.datetime | None = None) -> HistoryEntry:
+                 when: _dt.datetime | None = None,
+                 retrieve: RetrieveRecord | None = None, split: str | None = None,
+                 split_from: str | None = None) -> HistoryEntry:
         """``keys``: the keys as the user gave them (their order is the column order); by
         default, the request identifier's keys."""
         when = when or _dt.datetime.now().astimezone()
@@ -96,7 +158,8 @@ class HistoryEntry:
                    query=query,
                    ext_neg=tuple(a for a, _, _ in ExtendedNegotiation.NAMES
                                  if getattr(request.ext_neg, a)),
-                   source=source, demo=demo, drill=drill)
+                   source=source, demo=demo, drill=drill, retrieve=retrieve, split=split,
+                   split_from=split_from if split else None)
 
     @property
     def address(self) -> str:
@@ -133,6 +196,12 @@ class HistoryEntry:
             d["demo"] = True
         if self.drill:
             d["drill"] = self.drill
+        if self.retrieve is not None:  # absent, not null: lines without a retrieve unchanged
+            d["retrieve"] = msgspec.to_builtins(self.retrieve)
+        if self.split:  # likewise: absent unless the query ran split
+            d["split"] = self.split
+            if self.split_from:
+                d["split_from"] = self.split_from
         return d
 
     @classmethod
@@ -154,7 +223,9 @@ class HistoryEntry:
                    keys=tuple(record.keys), results=record.results, outcome=record.outcome,
                    status=record.status, status_code=record.status_code, node=record.node,
                    query=record.query, ext_neg=tuple(record.ext_neg), source=record.source,
-                   demo=record.demo, drill=record.drill, complete="acse_timeout" in net)
+                   demo=record.demo, drill=record.drill, complete="acse_timeout" in net,
+                   retrieve=record.retrieve, split=record.split,
+                   split_from=record.split_from)
 
 
 class History:

@@ -1,8 +1,9 @@
 """The profiles file's schema: node and query profiles, validated with msgspec.
 
 A node profile holds the engine's connection model (engine.network.Network) plus a
-name, a default model and a description; its TOML table is the Network's fields
-(flat, TLS as a subtable) plus ``model`` and ``description``. Every problem is a
+name, a default model, a description and its retrieve defaults
+(engine.retrieve.RetrieveOptions); its TOML table is the Network's fields (flat, TLS
+as a subtable) plus ``model``, ``description`` and the retrieve fields (flat). Every problem is a
 ``ProfileError`` naming the file and line.
 """
 
@@ -28,6 +29,7 @@ from findtui.engine.models import ExtendedNegotiation, ExtendedNegotiationError,
 from findtui.engine.network import FIELDS as NETWORK_FIELDS
 from findtui.engine.network import Network, NetworkError, network_from, validation_error
 from findtui.engine.query import FindRequest
+from findtui.engine.retrieve import RETRIEVE_FIELDS, RetrieveOptions, retrieve_options_from
 
 KINDS = ("node", "query")
 NAME_MAX = 64
@@ -100,20 +102,23 @@ def _dotted(where: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class NodeProfile:
-    """A peer: the connection (engine.network.Network), a default model, a description."""
+    """A peer: the connection (engine.network.Network), a default model, a description,
+    how to retrieve from it by default (engine.retrieve.RetrieveOptions)."""
 
     @classmethod
     def of(cls, name: str, address: str, port: int, *, model: QueryModel | None = None,
-           description: str = "", **network: Any) -> NodeProfile:
+           description: str = "", retrieve: RetrieveOptions | None = None,
+           **network: Any) -> NodeProfile:
         """A node profile from the connection's fields given flat (as in the file)."""
         return cls(name=name, network=Network(address, port, **network), model=model,
-                   description=description)
+                   description=description, retrieve=retrieve or RetrieveOptions())
 
     name: str
     network: Network
     model: QueryModel | None = None  # the model to use with this node when none is given
     description: str = ""
     hide_phi: bool = False  # the TUI masks patient data on screen when this node is used
+    retrieve: RetrieveOptions = field(default_factory=RetrieveOptions)
 
     kind = "node"
 
@@ -131,6 +136,7 @@ class NodeProfile:
             d["description"] = self.description
         if self.hide_phi:
             d["hide_phi"] = True
+        d.update(self.retrieve.to_dict())
         if tls is not None:
             d["tls"] = tls  # last: a subtable ends the node's own keys
         return d
@@ -336,7 +342,7 @@ class _QueryTable(Struct, forbid_unknown_fields=True):
     description: str = ""
 
 
-NODE_FIELDS: tuple[str, ...] = (*NETWORK_FIELDS, *_NODE_EXTRA)
+NODE_FIELDS: tuple[str, ...] = (*NETWORK_FIELDS, *_NODE_EXTRA, *RETRIEVE_FIELDS)
 QUERY_FIELDS: tuple[str, ...] = _QueryTable.__struct_fields__
 
 
@@ -421,11 +427,13 @@ def _node(name: str, table: dict, where: tuple[str, ...]) -> NodeProfile:
     extra = _convert({k: table[k] for k in _NODE_EXTRA if k in table}, _NodeExtra, where)
     try:
         network = network_from({k: table[k] for k in NETWORK_FIELDS if k in table})
+        retrieve = retrieve_options_from({k: table[k] for k in RETRIEVE_FIELDS if k in table})
     except NetworkError as exc:
         raise _Invalid(where + tuple(exc.setting.split(".")), str(exc)) from None
     return NodeProfile(name=name, network=network,
                        model=None if extra.model is None else _model(extra.model),
-                       description=extra.description, hide_phi=extra.hide_phi)
+                       description=extra.description, hide_phi=extra.hide_phi,
+                       retrieve=retrieve)
 
 
 def _query(name: str, table: dict, where: tuple[str, ...]) -> QueryProfile:

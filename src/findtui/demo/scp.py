@@ -1066,6 +1066,7 @@ class DemoSCP:
         self.last_identifier: Dataset | None = None
         self.last_transfer_syntax: UID | None = None
         self.find_requests = 0
+        self.retrieve_peer_pdus: list[int] = []  # the max PDU each retrieve's client receives
         self._ext_by_assoc: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._ae: AE | None = None
         # encoded identifiers per (query signature, transfer syntax), per row
@@ -1200,6 +1201,7 @@ class DemoSCP:
     def _retrieve_datasets(self, event: evt.Event):
         """(count, datasets) of a C-GET/C-MOVE identifier, or a QueryError."""
         self.retrieve_requests += 1
+        self.retrieve_peer_pdus.append(event.assoc.requestor.maximum_length)
         try:
             ident = event.identifier
             contexts = retrieve_select(self.data, ident)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -272,13 +273,14 @@ class CsvWriter(_StreamWriter):
     (:func:`excel_safe`; off by default: it changes the data).
     """
 
-    def __init__(self, stream: IO[str], columns: Sequence[str], excel_safe: bool = False) -> None:
+    def __init__(self, stream: IO[str], columns: Sequence[str], excel_safe: bool = False,
+                 lead: Sequence[str] = ()) -> None:
         self.stream = stream
         self.excel_safe = excel_safe
         self.columns = list(columns)
         self._csv = csv.writer(stream, lineterminator="\n")
         self._tags = top_level_tags(self.columns)
-        self._row([visible(c) for c in self.columns])
+        self._row([visible(c) for c in (*lead, *self.columns)])
 
     def _row(self, cells: list[str], flush: bool = True) -> None:
         with self._errors():
@@ -286,8 +288,11 @@ class CsvWriter(_StreamWriter):
             if flush:
                 self.stream.flush()
 
-    def write(self, response: Pending) -> None:
+    def write(self, response: Pending, lead: RunTags | None = None) -> None:
+        """``lead``: the query set's node and query columns of this row."""
         cells = [visible(c) for c in row_cells(response, self.columns, self._tags)]
+        if lead is not None:
+            cells[:0] = [visible(c) for c in lead.cells()]
         if self.excel_safe:
             cells = [excel_safe(c) for c in cells]
         self._row(cells, flush=not response.more)
@@ -350,13 +355,16 @@ class JsonWriter(_StreamWriter):
         if not lines:
             self._put("[")
 
-    def write(self, response: Pending) -> None:
+    def write(self, response: Pending, lead: RunTags | None = None) -> None:
+        """``lead``: the query set's node and query, added as private elements."""
         try:
             elements = response.elements
             if elements is not None:
                 data = json_dict(elements)
             else:
                 data = response.identifier.to_json_dict()
+            if lead is not None:
+                data = lead.add_to_json(data)
             text = json_safe(json.dumps(data, ensure_ascii=False))
         except IdentifierDecodeError:
             raise
@@ -379,10 +387,49 @@ class JsonWriter(_StreamWriter):
             self._put("")
 
 
-def make_writer(fmt: str, stream: IO[str], columns: Sequence[str], excel_safe: bool = False):
-    """``excel_safe``: CSV only (:class:`CsvWriter`)."""
+@dataclass(frozen=True)
+class RunTags:
+    """Which node(s) and listed query(ies) a row of a query set came from.
+
+    CSV: leading columns ``node`` and/or ``query`` (several values joined with ``\\``).
+    DICOM JSON: private elements of creator ``findtui`` in group 0009 (the first free
+    block): ``(0009,xx01)`` LO the node names, ``(0009,xx02)`` UL the query numbers, so
+    each object stays a valid DICOM JSON dataset.
+    """
+
+    nodes: tuple[str, ...] | None = None  # None: not a column (one node)
+    queries: tuple[int, ...] | None = None  # None: no query list
+
+    def cells(self) -> list[str]:
+        out = []
+        if self.nodes is not None:
+            out.append("\\".join(self.nodes))
+        if self.queries is not None:
+            out.append("\\".join(str(q) for q in self.queries))
+        return out
+
+    def add_to_json(self, data: dict) -> dict:
+        block = next(b for b in range(0x10, 0x100)
+                     if f"0009{b:04X}" not in data or
+                     data[f"0009{b:04X}"].get("Value") == [PRIVATE_CREATOR])
+        ours = {f"0009{block:04X}": {"vr": "LO", "Value": [PRIVATE_CREATOR]}}
+        if self.nodes is not None:
+            ours[f"0009{block:02X}01"] = {"vr": "LO", "Value": list(self.nodes)}
+        if self.queries is not None:
+            ours[f"0009{block:02X}02"] = {"vr": "UL", "Value": list(self.queries)}
+        merged = {**data, **ours}
+        return dict(sorted(merged.items()))
+
+
+PRIVATE_CREATOR = "findtui"
+
+
+def make_writer(fmt: str, stream: IO[str], columns: Sequence[str], excel_safe: bool = False,
+                lead: Sequence[str] = ()):
+    """``excel_safe``: CSV only (:class:`CsvWriter`); ``lead``: the CSV's leading column
+    names (a query set's node and query)."""
     if fmt == "csv":
-        return CsvWriter(stream, columns, excel_safe)
+        return CsvWriter(stream, columns, excel_safe, lead)
     if fmt in ("json", "jsonl"):
         return JsonWriter(stream, lines=(fmt == "jsonl"))
     raise ValueError(fmt)

@@ -54,6 +54,8 @@ class ProfileCommands(CommandListProvider):
             ("Save current form as…", partial(save_form_as, screen),
              "A node or a query profile (Ctrl+S)"),
             ("History…", partial(app.run_action, "history"), "Re-run or load a past query (F8)"),
+            ("Query set: several nodes, a list of values…", partial(app.run_action, "query_set"),
+             "The form's query on several nodes at once and/or for each value of a list (F10)"),
         ]
         try:
             profiles = store_of(app).load()

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from findtui.config.history import History, HistoryEntry, history_wanted
+from findtui.config.history import History, HistoryEntry, RetrieveRecord, history_wanted
 from findtui.config.schema import MODEL_NAMES, ProfileError
 from findtui.engine.keys import KeyPathError, dataset_to_keys
 from findtui.engine.phi import PhiMask
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from findtui.screens.query import QueryScreen
 
 OUTCOME_ICON = {"success": "✔", "warning": "▲", "cancel": "■", "incomplete": "▲"}
+RETRIEVE_ICON = {"success": "⇩", "partial": "▲", "cancel": "■"}
 
 
 def record_run(screen: QueryScreen, message: RunEnded) -> None:
@@ -53,7 +54,7 @@ def record_run(screen: QueryScreen, message: RunEnded) -> None:
         demo.address, demo.port)
     entry = HistoryEntry.from_run(request, message.summary, node=node, query=query,
                                   source="tui", demo=on_demo, keys=prefix + list(message.keys),
-                                  drill=len(screen._stack))
+                                  drill=len(screen._stack), split=message.split)
     history = store_of(screen.app).history
     _mark_ran_form(screen, tracker, request)
 
@@ -65,6 +66,40 @@ def record_run(screen: QueryScreen, message: RunEnded) -> None:
             screen.app.call_from_thread(_log_warning, screen, text)
 
     screen.run_worker(append, thread=True, group="history", exit_on_error=False)
+
+
+def record_retrieve(app, task, summary) -> None:
+    """Add a finished retrieve job to the history (called on the queue's worker thread; a
+    failure is only logged). The line's query is the match's own keys (QueryRetrieveLevel
+    and its unique keys: a query that finds that match again, 1 result), its ``retrieve``
+    the job's outcome, counts and folder."""
+    try:
+        try:
+            profiles = store_of(app).load()
+        except ProfileError:
+            profiles = None
+        if not history_wanted(getattr(app, "no_history", False), profiles):
+            return
+        request = task.request
+        entry = HistoryEntry(
+            time=_now(), network=request.network, model=request.model,
+            keys=tuple(dataset_to_keys(task.item.identifier)), results=1, outcome="success",
+            status="Success", node=task.node, source="tui", demo=task.demo,
+            retrieve=RetrieveRecord.of(request, summary))
+        store_of(app).history.append(entry)
+    except Exception as exc:  # noqa: BLE001 - the history never stops the queue
+        text = visible(f"The retrieve was not recorded in the history: {exc}")
+        try:
+            app.call_from_thread(app.notify, text, title="History", severity="warning",
+                                 timeout=6, markup=False)
+        except RuntimeError:  # the app is gone
+            pass
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _mark_ran_form(screen: QueryScreen, tracker, request) -> None:
@@ -184,6 +219,10 @@ class HistoryScreen(Screen):
         mask = self.app.phi  # type: ignore[attr-defined]
         for i, e in enumerate(self.entries):
             status = Text(f"{OUTCOME_ICON.get(e.outcome, '✖')} {visible(e.status)}")
+            if e.retrieve is not None:  # the run retrieved its matches: how that went
+                r = e.retrieve
+                status = Text(f"{RETRIEVE_ICON.get(r.outcome, '✖')} C-{r.method.upper()} "
+                              f"{r.written + r.skipped if r.folder else r.done}")
             table.add_row(
                 Text(short_time(e.time)),
                 Text(visible(peer_label(e))),
@@ -211,9 +250,12 @@ class HistoryScreen(Screen):
         entry = self._selected()
         if entry is None:
             return
+        retrieve = ("", "")
+        if entry.retrieve is not None:
+            retrieve = (" · ", visible(entry.retrieve.describe()))
         self.query_one("#history-keys", Static).update(Text.assemble(
             (visible(entry.called_aet), "bold"), " · ",
-            shown_keys(entry, self.app.phi)))  # type: ignore[attr-defined]
+            shown_keys(entry, self.app.phi), *retrieve))  # type: ignore[attr-defined]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("rerun", "load"):
@@ -303,7 +345,11 @@ def use_entry(screen: QueryScreen, entry: HistoryEntry, run: bool) -> None:
         tracker.node = node if node is not None and node.network == entry.network else None
         tracker.query = query
         tracker.mark(screen)
-        if run:
+        if run and entry.split:  # split by date again, as it ran
+            from findtui.widgets.key_editor import KeyEditor
+
+            screen._launch(request, screen.query_one(KeyEditor).keys, entry.split)
+        elif run:
             screen.action_run()
         else:
             screen.notify("Loaded the run from the history: F5 runs it", timeout=3)

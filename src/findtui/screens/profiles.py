@@ -41,7 +41,8 @@ from findtui.config.schema import NodeProfile, ProfileError, QueryProfile
 from findtui.config.store import Store
 from findtui.engine.keys import KeyPathError
 from findtui.engine.models import QueryModel
-from findtui.engine.network import Network
+from findtui.engine.network import Network, NetworkError
+from findtui.engine.retrieve import DEFAULT_LAYOUT, DEFAULT_STORE_PORT, retrieve_options_from
 from findtui.engine.sanitize import visible
 from findtui.screens.dialogs import (
     ConfirmScreen,
@@ -130,7 +131,8 @@ def save_form_as(screen: QueryScreen) -> None:
         if choice.kind == "node":
             network = screen.query_one(NetworkForm).network()
             old = tracker.node if tracker.node and tracker.node.name == choice.name else None
-            fields = {} if old is None else {"model": old.model, "description": old.description}
+            fields = {} if old is None else {"model": old.model, "description": old.description,
+                                             "retrieve": old.retrieve}
             return NodeProfile.from_network(choice.name, network, **fields).validated()
         screen.query_one(KeyEditor).commit_typed()
         request = screen.build_request()
@@ -203,6 +205,21 @@ def save_form_as(screen: QueryScreen) -> None:
 
 # --- the profiles screen ------------------------------------------------------
 
+# The node's retrieve settings in the editor: (input id, label, placeholder, input type).
+RETRIEVE_INPUTS = (
+    ("pf-move-dest", "Move to", "our calling AE title", "text"),
+    ("pf-store-port", "Store port", str(DEFAULT_STORE_PORT), "integer"),
+    ("pf-store-host", "Store host", "all interfaces", "text"),
+    ("pf-retrieve-folder", "Folder", "the current folder", "text"),
+    ("pf-layout", "Layout", DEFAULT_LAYOUT, "text"),
+)
+RETRIEVE_FIELD_OF = {"pf-move-dest": "move_destination", "pf-store-port": "store_port",
+                     "pf-store-host": "store_host", "pf-retrieve-folder": "retrieve_folder",
+                     "pf-layout": "layout"}
+RETRIEVE_LABEL = {"retrieve": "Method", "move_destination": "Move to",
+                  "store_port": "Store port", "store_host": "Store host",
+                  "retrieve_folder": "Folder", "layout": "Layout"}
+
 
 def _option(name: str, default: bool) -> Option:
     label = Text(visible(name), style="bold" if default else "")
@@ -239,8 +256,9 @@ class ProfilesScreen(Screen):
         & #profile-heading { height: 1; margin-bottom: 1; }
         & #profile-form Input { width: 1fr; }
         & #profile-form Select { width: 1fr; }
-        & #pf-node, #pf-query, #pf-network, #pf-model, #pf-extneg { height: auto; }
+        & #pf-node, #pf-query, #pf-network, #pf-model, #pf-extneg, #pf-retrieve { height: auto; }
         & #pf-keys { height: 6; margin-bottom: 1; }
+        & #pf-retrieve { margin-top: 1; }
         & #profile-error { height: auto; margin-bottom: 1; color: $text-error; text-style: bold; }
     }
     """
@@ -292,6 +310,17 @@ class ProfilesScreen(Screen):
                         yield Select([(m.label, m) for m in QueryModel], id="pf-node-model",
                                      prompt="(none)", compact=True)
                     yield NetworkForm(id="pf-network")
+                    with Vertical(id="pf-retrieve"):
+                        yield Label("Retrieve (defaults of R and --retrieve)", classes="form-title")
+                        with Horizontal(classes="form-row"):
+                            yield Label("Method", classes="form-label")
+                            yield Select([("C-GET", "get"), ("C-MOVE", "move")],
+                                         id="pf-retrieve-method", prompt="(none: C-GET)",
+                                         compact=True)
+                        for wid, label, hint, kind in RETRIEVE_INPUTS:
+                            with Horizontal(classes="form-row"):
+                                yield Label(label, classes="form-label")
+                                yield Input(id=wid, placeholder=hint, compact=True, type=kind)
                 with Vertical(id="pf-query"):
                     yield ModelForm(QueryModel.STUDY, "STUDY", id="pf-model")
                     with Horizontal(classes="form-row"):
@@ -424,6 +453,15 @@ class ProfilesScreen(Screen):
                 model_select.clear()
             else:
                 model_select.value = node.model
+            options = node.retrieve
+            method = self.query_one("#pf-retrieve-method", Select)
+            if options.retrieve is None:
+                method.clear()
+            else:
+                method.value = options.retrieve
+            for wid, field_name in RETRIEVE_FIELD_OF.items():
+                value = getattr(options, field_name)
+                self.query_one(f"#{wid}", Input).value = "" if value is None else str(value)
         else:
             query = profile or QueryProfile(name="", model=QueryModel.STUDY, level="STUDY")
             self.query_one("#pf-model", ModelForm).fill(query.model, query.level)
@@ -456,7 +494,7 @@ class ProfilesScreen(Screen):
             model = self.query_one("#pf-node-model", Select).value
             fields: dict[str, Any] = {
                 "model": model if isinstance(model, QueryModel) else None,
-                "description": description}
+                "description": description, "retrieve": self._retrieve_options()}
             return NodeProfile.from_network(name, network, **fields).validated()
         model_form = self.query_one("#pf-model", ModelForm)
         keys = tuple(line.strip() for line in self.query_one("#pf-keys", TextArea).text.splitlines()
@@ -473,6 +511,23 @@ class ProfilesScreen(Screen):
         except KeyPathError as exc:
             raise ProfileError(f"keys: {exc}") from None
         return profile
+
+    def _retrieve_options(self):
+        """The node's retrieve settings from the form (raises ProfileError naming the field)."""
+        data: dict[str, Any] = {}
+        method = self.query_one("#pf-retrieve-method", Select).value
+        if isinstance(method, str):
+            data["retrieve"] = method
+        for wid, field_name in RETRIEVE_FIELD_OF.items():
+            text = self.query_one(f"#{wid}", Input).value.strip()
+            if text:
+                data[field_name] = int(text) if field_name == "store_port" and \
+                    text.lstrip("-").isdigit() else text
+        try:
+            return retrieve_options_from(data)
+        except NetworkError as exc:
+            raise ProfileError(exc.render(lambda setting: RETRIEVE_LABEL.get(setting, setting))
+                               ) from None
 
     # -- actions ----------------------------------------------------------
 

@@ -783,7 +783,8 @@ class QueryScreen(Screen):
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
         self._update_empty_text()
-        self.post_message(RunEnded(level.request, list(level.keys), message.summary))
+        self.post_message(RunEnded(level.request, list(level.keys), message.summary,
+                                   level.split))
         self._show_banner()
         self.refresh_bindings()
         if message.outcome.category in ("network", "failure"):
@@ -840,12 +841,12 @@ class QueryScreen(Screen):
         def done(settings) -> None:
             if settings is None:
                 return
-            self.app.retrieve_defaults = settings  # type: ignore[attr-defined]
             self.app.queue_retrieves(settings, level.request.network, model,  # type: ignore[attr-defined]
                                      items, titles)
             table.clear_marks()
 
-        self.app.push_screen(RetrieveDialog(len(items), noun, self.app.retrieve_settings()),  # type: ignore[attr-defined]
+        defaults = self.app.retrieve_settings(level.request.network)  # type: ignore[attr-defined]
+        self.app.push_screen(RetrieveDialog(len(items), noun, defaults),
                              done)
 
     def _update_empty_text(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from findtui.engine.retrieve import (
     RetrieveFault,
     RetrieveItem,
     RetrieveJob,
+    RetrieveOptions,
     RetrieveRequest,
     RetrieveSummary,
     megabytes,
@@ -52,6 +54,18 @@ class RetrieveSettings:
     layout: str = DEFAULT_LAYOUT
     move_destination: str = ""  # "" = our calling AE title
     store_port: int = DEFAULT_STORE_PORT
+    store_host: str = ""  # not in the dialog: a node profile's store_host, else all interfaces
+
+    @classmethod
+    def of(cls, options: RetrieveOptions | None, folder: str) -> RetrieveSettings:
+        """The dialog's defaults: a node profile's retrieve settings over ours (``folder``
+        where the profile names none)."""
+        o = options or RetrieveOptions()
+        return cls(method=o.retrieve or "get",
+                   folder=str(Path(o.retrieve_folder).expanduser()) if o.retrieve_folder
+                   else folder,
+                   layout=o.layout or DEFAULT_LAYOUT, move_destination=o.move_destination or "",
+                   store_port=o.store_port or DEFAULT_STORE_PORT, store_host=o.store_host or "")
 
     def check(self) -> str | None:
         """What is wrong, in one line, or None."""
@@ -94,6 +108,8 @@ class RetrieveTask:
     ended: float | None = None
     message: str = ""
     job: RetrieveJob | None = field(default=None, repr=False)
+    node: str | None = None  # the node profile the row came from (for the history)
+    demo: bool = False  # the row came from the embedded demo SCP
 
     @property
     def received(self) -> int:
@@ -124,6 +140,8 @@ class RetrieveQueue:
         self.tasks: list[RetrieveTask] = []
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change: the screen redraws when it moves
+        # Called on the worker thread when a task has ended (the app records it in the history).
+        self.on_finished: Callable[[RetrieveTask, RetrieveSummary], None] | None = None
 
     def add(self, settings: RetrieveSettings, network: Network, model: QueryModel,
             items: list[RetrieveItem], titles: list[str] | None = None) -> list[RetrieveTask]:
@@ -135,7 +153,7 @@ class RetrieveQueue:
                     network=network, model=model, method=settings.method, items=(item,),
                     directory=str(Path(settings.folder).expanduser()), layout=settings.layout,
                     move_destination=settings.move_destination.strip() or None,
-                    store_port=settings.store_port)
+                    store_port=settings.store_port, store_host=settings.store_host)
                 task = RetrieveTask(len(self.tasks) + 1, item, request, title)
                 self.tasks.append(task)
                 added.append(task)
@@ -206,6 +224,8 @@ class RetrieveQueue:
             outcome, "failed")
         task.ended = time.monotonic()
         self.version += 1
+        if self.on_finished is not None:
+            self.on_finished(task, summary)
         return task
 
 
@@ -276,7 +296,8 @@ class RetrieveDialog(ModalScreen[RetrieveSettings | None]):
         return RetrieveSettings(
             method=self._method(), folder=self.query_one("#retrieve-folder", Input).value,
             layout=self.query_one("#retrieve-layout", Input).value,
-            move_destination=self.query_one("#retrieve-dest", Input).value, store_port=port)
+            move_destination=self.query_one("#retrieve-dest", Input).value, store_port=port,
+            store_host=self.defaults.store_host)
 
     @on(Button.Pressed, "#retrieve-ok")
     @on(Input.Submitted)
