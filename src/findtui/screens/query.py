@@ -592,7 +592,8 @@ class QueryScreen(Screen):
         drilled = drill or bool(self._stack)
         self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
                                   state="running", split=split,
-                                  display=column_display(request, columns, drilled))
+                                  display=column_display(
+                                      columns, request if drilled else None))
         table.set_columns(columns, **self._level.display)
         if drill:
             self._set_filter_bar("")

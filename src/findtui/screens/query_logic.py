@@ -83,12 +83,15 @@ def cell_formatters(columns: Sequence[str]) -> list[Callable[[str], str]]:
     return [visible for _ in columns]
 
 
-def column_display(request, columns: Sequence[str], drilled: bool) -> dict:
+def column_display(columns: Sequence[str], drilled_request=None) -> dict:
     """The table's readable layer for these columns (ResultsTable.set_columns keywords):
-    short titles, value formatters by VR, and, below a drill-down, the parent's unique
-    keys (the same on every row) as columns to fold away."""
-    level = request_level(request.identifier)
-    parents = UPPER_UNIQUE_KEYS.get(request.model, {}).get(level or "", ()) if drilled else ()
+    short titles, value formatters by VR, and, below a drill-down (``drilled_request``:
+    the query one level below), the parent's unique keys (the same on every row) as
+    columns to fold away."""
+    parents: tuple[str, ...] = ()
+    if drilled_request is not None:
+        level = request_level(drilled_request.identifier) or ""
+        parents = UPPER_UNIQUE_KEYS.get(drilled_request.model, {}).get(level, ())
     return {
         "titles": [display.column_title(c) for c in columns],
         "formatters": [display.formatter(c, _leaf_vr(c)) for c in columns],
