@@ -274,7 +274,7 @@ async def test_sort_ascending_descending_numeric_and_back() -> None:
 
 
 @pilot_test
-async def test_sort_keys_cycle_and_reverse() -> None:
+async def test_s_sorts_by_the_column_under_the_cell_cursor() -> None:
     app = TableApp()
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.query_one(ResultsTable)
@@ -283,12 +283,18 @@ async def test_sort_keys_cycle_and_reverse() -> None:
         assert (table.sort_column, table.sort_reverse) == (0, False)
         await pilot.press("S")
         assert (table.sort_column, table.sort_reverse) == (0, True)
-        await pilot.press("s", "s")
+        await pilot.press("l", "l", "s")  # the third column, where the cell cursor is
         assert (table.sort_column, table.sort_reverse) == (2, False)
         assert table.displayed_source_indices() == [1, 0]
-        await pilot.press("s")
+        assert "▲" in screen_lines(table)[0]
+        await pilot.press("s")  # the same column again: descending
+        assert (table.sort_column, table.sort_reverse) == (2, True)
+        assert table.displayed_source_indices() == [0, 1]
+        await pilot.press("s")  # and again: arrival order
         assert table.sort_column is None
         assert table.displayed_source_indices() == [0, 1]
+        await pilot.press("h", "s")
+        assert (table.sort_column, table.sort_reverse) == (1, False)
 
 
 @pytest.mark.parametrize("total", [500, IMMEDIATE_MERGE_ROWS + 5000])

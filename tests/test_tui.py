@@ -57,7 +57,7 @@ def engine_responses(request: FindRequest) -> list[Pending]:
 def column_values(screen: QueryScreen, column: str) -> list[str]:
     table = screen.query_one(ResultsTable)
     i = list(table.columns).index(column)
-    return [table.get_row(n)[i] for n in range(table.total_count)]
+    return [table.shown_cell(table.get_row(n), i) for n in range(table.total_count)]
 
 
 def status_text(screen: QueryScreen) -> str:
@@ -739,7 +739,7 @@ def test_rows_are_terminal_safe_and_pn_readable():
     columns = ["PatientName", "StudyDescription"]
     for tags in (None, top_level_tags(columns)):  # the Dataset way and the fast way
         row = build_row(response, columns, cell_formatters(columns), tags)
-        assert row == ("Evil␛[2J, [red]Mallory", "right<U+202E>left")
+        assert row == ("Evil␛[2J^[red]Mallory", "right<U+202E>left")
     # An identifier that cannot be decoded becomes a row saying so.
     broken = Pending(index=2, status=0xFF00, raw=b"\x28\x00\x10\x00\x03\x00\x00\x00abc",
                      transfer_syntax=ImplicitVRLittleEndian)

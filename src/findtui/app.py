@@ -54,14 +54,19 @@ class FindtuiApp(App):
         Binding("f8", "history", "History", id="app.history", show=False),
         Binding("ctrl+s", "save_as", "Save as", id="app.save_as", show=False),
         Binding("f12", "retrieve_queue", "Retrieve queue", id="app.retrieve_queue", show=False),
+        Binding("ctrl+g", "toggle_phi", "Hide/show patient data", id="app.hide_phi",
+                show=False, priority=True),
         Binding("f10", "query_set", "Query set", id="app.query_set", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, demo: bool = False,
                  demo_options: dict | None = None, run_on_start: bool = False,
                  profiles: tuple[str | None, str | None] = (None, None),
-                 no_history: bool = False) -> None:
+                 no_history: bool = False, hide_phi: bool = False) -> None:
         super().__init__()
+        from findtui.engine.phi import PhiMask
+
+        self.phi = PhiMask(on=hide_phi)  # --hide-phi, Ctrl+G: patient data masked on screen
         self.no_history = no_history  # --no-history: nothing is recorded
         self.initial_request = request
         self.demo_enabled = demo
@@ -98,6 +103,8 @@ class FindtuiApp(App):
             try:
                 profiles = self.profile_store.load()
                 tracker.node = profiles.nodes.get(node) if node else None
+                if tracker.node is not None and tracker.node.hide_phi:
+                    self.set_hide_phi(True)
                 tracker.query = profiles.queries.get(query) if query else None
             except ProfileError:
                 pass
@@ -115,6 +122,26 @@ class FindtuiApp(App):
             self.screen.dismiss(None)
         else:
             self.push_screen(HelpScreen(self.screen))
+
+    def notify(self, message: str, *, title: str = "", **kwargs) -> None:
+        """Every notification: patient data masked while PHI is hidden."""
+        super().notify(self.phi.text(message), title=self.phi.text(title), **kwargs)
+
+    def action_toggle_phi(self) -> None:
+        self.set_hide_phi(not self.phi.on)
+        self.notify("Patient names, IDs and birth dates are masked on screen (Ctrl+G shows "
+                    "them)" if self.phi.on else "Patient data shown (Ctrl+G hides it)",
+                    timeout=3)
+
+    def set_hide_phi(self, on: bool) -> None:
+        """Mask (or show) patient data on every screen, now and from now on."""
+        if on == self.phi.on:
+            return
+        self.phi.on = on
+        for screen in self.screen_stack:
+            changed = getattr(screen, "phi_changed", None)
+            if changed is not None:
+                changed()
 
     def action_profiles(self) -> None:
         from findtui.screens.profiles import open_profiles
@@ -287,7 +314,8 @@ class FindtuiApp(App):
 def make_app(request: FindRequest | None = None, *, demo: bool = False,
              demo_options: dict | None = None, run_on_start: bool = False,
              profiles: tuple[str | None, str | None] = (None, None),
-             no_history: bool = False) -> FindtuiApp:
-    """The app: the CLI's ``findtui`` / ``findtui addr port -k ...`` / ``findtui --demo``."""
+             no_history: bool = False, hide_phi: bool = False) -> FindtuiApp:
+    """The app: the CLI's ``findtui`` / ``findtui addr port -k ...`` / ``findtui --demo``;
+    ``hide_phi``: patient data masked on screen from the start (--hide-phi)."""
     return FindtuiApp(request, demo=demo, demo_options=demo_options, run_on_start=run_on_start,
-                      profiles=profiles, no_history=no_history)
+                      profiles=profiles, no_history=no_history, hide_phi=hide_phi)

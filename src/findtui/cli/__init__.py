@@ -140,7 +140,7 @@ def run_tui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from findtui.app import make_app
 
     app = make_app(request, demo=args.demo, profiles=(args.node_profile, args.query_profile),
-                   no_history=args.no_history)
+                   no_history=args.no_history, hide_phi=args.hide_phi)
     app.run()
     # Textual shows the traceback of a crash and sets 1: a script must not see success.
     return ExitCode.INTERNAL if app.return_code else ExitCode.OK

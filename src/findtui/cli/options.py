@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "or history = false in the profiles file's [defaults])")
     out.add_argument("--demo", action="store_true",
                      help="start the embedded demo SCP and open the terminal UI on it")
+    out.add_argument("--hide-phi", action="store_true",
+                     help="terminal UI: mask patient names, IDs and birth dates on screen "
+                          "(Ctrl+G toggles; also hide_phi = true in a node profile)")
 
     add_retrieve_options(p.add_argument_group(
         "Retrieve Options (with --batch: fetch what the query found)"))

@@ -47,6 +47,8 @@ def build_serve_parser() -> argparse.ArgumentParser:
     app.add_argument("--profile", metavar="NAME", help="open on node profile NAME")
     app.add_argument("--query", metavar="NAME", help="open with query profile NAME")
     app.add_argument("--no-history", action="store_true", help="record no run in the history")
+    app.add_argument("--hide-phi", action="store_true",
+                     help="mask patient names, IDs and birth dates on screen (Ctrl+G toggles)")
     return p
 
 
@@ -70,6 +72,8 @@ def app_command(args: argparse.Namespace) -> str:
         argv += ["--query", args.query]
     if args.no_history:
         argv.append("--no-history")
+    if getattr(args, "hide_phi", False):
+        argv.append("--hide-phi")
     return shlex.join(argv)
 
 

@@ -105,6 +105,7 @@ class _Record(Struct, forbid_unknown_fields=True):
     ext_neg: list[str] = []
     source: str = "cli"
     demo: bool = False
+    drill: int = 0
     retrieve: RetrieveRecord | None = None
     split: Literal["auto", "day", "week", "month", "year"] | None = None
     split_from: str | None = None
@@ -133,6 +134,7 @@ class HistoryEntry:
     ext_neg: tuple[str, ...] = ()  # ExtendedNegotiation attribute names that were asked
     source: str = "cli"  # cli|tui
     demo: bool = False  # ran against the embedded demo SCP (its port changes every start)
+    drill: int = 0  # a TUI drill-down sub-query, this many levels below the query run
     complete: bool = True  # False: an old entry without TLS, timeouts, PDU, transfer syntaxes
     retrieve: RetrieveRecord | None = None  # the retrieve that followed the query, if any
     split: str | None = None  # --split MODE (engine.split): the query ran split by date
@@ -141,7 +143,7 @@ class HistoryEntry:
     @classmethod
     def from_run(cls, request: FindRequest, summary: RunSummary, *, node: str | None = None,
                  query: str | None = None, source: str = "cli", demo: bool = False,
-                 keys: Sequence[str] | None = None,
+                 keys: Sequence[str] | None = None, drill: int = 0,
                  when: _dt.datetime | None = None,
                  retrieve: RetrieveRecord | None = None, split: str | None = None,
                  split_from: str | None = None) -> HistoryEntry:
@@ -156,7 +158,7 @@ class HistoryEntry:
                    query=query,
                    ext_neg=tuple(a for a, _, _ in ExtendedNegotiation.NAMES
                                  if getattr(request.ext_neg, a)),
-                   source=source, demo=demo, retrieve=retrieve, split=split,
+                   source=source, demo=demo, drill=drill, retrieve=retrieve, split=split,
                    split_from=split_from if split else None)
 
     @property
@@ -192,6 +194,8 @@ class HistoryEntry:
                              "ext_neg": list(self.ext_neg), "source": self.source}
         if self.demo:
             d["demo"] = True
+        if self.drill:
+            d["drill"] = self.drill
         if self.retrieve is not None:  # absent, not null: lines without a retrieve unchanged
             d["retrieve"] = msgspec.to_builtins(self.retrieve)
         if self.split:  # likewise: absent unless the query ran split
@@ -219,7 +223,7 @@ class HistoryEntry:
                    keys=tuple(record.keys), results=record.results, outcome=record.outcome,
                    status=record.status, status_code=record.status_code, node=record.node,
                    query=record.query, ext_neg=tuple(record.ext_neg), source=record.source,
-                   demo=record.demo, complete="acse_timeout" in net,
+                   demo=record.demo, drill=record.drill, complete="acse_timeout" in net,
                    retrieve=record.retrieve, split=record.split,
                    split_from=record.split_from)
 

@@ -117,6 +117,7 @@ class NodeProfile:
     network: Network
     model: QueryModel | None = None  # the model to use with this node when none is given
     description: str = ""
+    hide_phi: bool = False  # the TUI masks patient data on screen when this node is used
     retrieve: RetrieveOptions = field(default_factory=RetrieveOptions)
 
     kind = "node"
@@ -133,6 +134,8 @@ class NodeProfile:
             d["model"] = MODEL_NAMES[self.model]
         if self.description:
             d["description"] = self.description
+        if self.hide_phi:
+            d["hide_phi"] = True
         d.update(self.retrieve.to_dict())
         if tls is not None:
             d["tls"] = tls  # last: a subtable ends the node's own keys
@@ -311,12 +314,13 @@ def split_level(keys: Sequence[str]) -> tuple[list[str], str | None]:
 ModelName = Literal["patient", "study", "psonly", "worklist", "P", "S", "O", "W"]
 _PATH = Annotated[str, Meta(min_length=1, pattern=r"^[^\x00]*$")]
 _NAME = Annotated[str, Meta(min_length=1, max_length=NAME_MAX)]
-_NODE_EXTRA = ("model", "description")
+_NODE_EXTRA = ("model", "description", "hide_phi")
 
 
 class _NodeExtra(Struct, forbid_unknown_fields=True):
     model: ModelName | None = None
     description: str = ""
+    hide_phi: bool = False
 
 
 class _QueryTable(Struct, forbid_unknown_fields=True):
@@ -353,7 +357,7 @@ _TAKES = {
     "keys": "an array of strings", "level": "a string", "node": "a node profile name",
     "description": "a string", "output_format": f"one of {', '.join(OUTPUT_FORMATS)}",
     "output": "a non-empty path", "output_directory": "a non-empty path",
-    **{k: "true or false" for k in ("write", "overwrite", "csv_excel_safe", "history",
+    **{k: "true or false" for k in ("write", "overwrite", "csv_excel_safe", "history", "hide_phi",
                                      *EXT_NEG_FIELDS)},
 }
 
@@ -428,7 +432,8 @@ def _node(name: str, table: dict, where: tuple[str, ...]) -> NodeProfile:
         raise _Invalid(where + tuple(exc.setting.split(".")), str(exc)) from None
     return NodeProfile(name=name, network=network,
                        model=None if extra.model is None else _model(extra.model),
-                       description=extra.description, retrieve=retrieve)
+                       description=extra.description, hide_phi=extra.hide_phi,
+                       retrieve=retrieve)
 
 
 def _query(name: str, table: dict, where: tuple[str, ...]) -> QueryProfile:

@@ -13,6 +13,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 from textual.widgets.tree import TreeNode
 
+from findtui.engine import display
+from findtui.engine.phi import PhiMask, is_phi
 from findtui.engine.query import FindRequest, IdentifierDecodeError, Pending
 from findtui.engine.hierarchy import request_level
 from findtui.engine.sanitize import visible
@@ -36,7 +38,7 @@ def value_text(elem: DataElement) -> str:
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE] + "…"
 
 
-def element_label(elem: DataElement, value: str) -> Text:
+def element_label(elem: DataElement, value: str, mask: PhiMask | None = None) -> Text:
     tag = elem.tag
     name = elem.keyword or ("Private tag" if tag.is_private else elem.name) or "Unknown"
     label = Text.assemble(
@@ -46,29 +48,36 @@ def element_label(elem: DataElement, value: str) -> Text:
     )
     if value:
         label.append(" ")
+        fmt = display.formatter(elem.keyword or "", elem.VR)
+        readable = fmt(value) if fmt is not None and elem.VR != "SQ" else value
+        if mask is not None and mask.on and elem.VR != "SQ" and is_phi(elem.keyword or ""):
+            value = readable = mask.value(elem.keyword or "", value, shown=readable)
         label.append(value)
+        if readable != value:  # as the results table shows it
+            label.append(f"  → {readable}", style="italic")
     return label
 
 
-def add_dataset(node: TreeNode, ds: Dataset) -> int:
-    """Add every element of ``ds`` under ``node``; returns the number of elements."""
+def add_dataset(node: TreeNode, ds: Dataset, mask: PhiMask | None = None) -> int:
+    """Add every element of ``ds`` under ``node`` (``mask``: patient data masked while it
+    hides it); returns the number of elements."""
     count = 0
     for elem in ds:
         count += 1
         if elem.VR == "SQ":
             items = elem.value or []
             n = len(items)
-            seq_node = node.add(element_label(elem, f"<{n} item{'' if n == 1 else 's'}>"),
-                                expand=True)
+            seq_node = node.add(element_label(elem, f"<{n} item{'' if n == 1 else 's'}>",
+                                              mask), expand=True)
             for i, item in enumerate(items, 1):
                 item_node = seq_node.add(Text(f"Item {i}", style="italic"), expand=True)
-                add_dataset(item_node, item)
+                add_dataset(item_node, item, mask)
         else:
             try:
                 text = value_text(elem)
             except Exception as exc:  # a value pydicom cannot convert: say so, keep going
                 text = visible(f"<unreadable: {exc}>")
-            node.add_leaf(element_label(elem, text))
+            node.add_leaf(element_label(elem, text, mask))
     return count
 
 
@@ -105,15 +114,24 @@ class DetailScreen(Screen):
         ))
         tree = self.query_one(Tree)
         tree.show_root = False
+        self._fill()
+        tree.focus()
+
+    def _fill(self) -> None:
+        tree = self.query_one(Tree)
+        tree.clear()
         try:
-            ds = response.identifier
+            ds = self.response.identifier
         except IdentifierDecodeError as exc:
             tree.root.add_leaf(Text(visible(str(exc))))
         else:
-            if add_dataset(tree.root, ds) == 0:
+            if add_dataset(tree.root, ds, self.app.phi) == 0:  # type: ignore[attr-defined]
                 tree.root.add_leaf(Text("(the response identifier is empty)", style="italic"))
         tree.root.expand()
-        tree.focus()
+
+    def phi_changed(self) -> None:
+        """Patient data masked or shown (Ctrl+G)."""
+        self._fill()
 
     def action_close(self) -> None:
         self.dismiss()

@@ -26,7 +26,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, Static
+
+from findtui.widgets.toggles import Checkbox, RadioButton, RadioSet
 
 from findtui.engine.output import (
     OutputError,
@@ -182,11 +184,15 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
 
     def __init__(self, *, total: int, shown: int | None, selected: int | None,
-                 sop_class_uid: str, folder: Path, download: bool = False) -> None:
+                 sop_class_uid: str, folder: Path, download: bool = False,
+                 as_received: bool = False) -> None:
+        """``shown``: the rows the table shows (the default choice, in its order; None:
+        all); ``as_received``: the table shows every row in arrival order."""
         super().__init__()
         self.download = download  # served in a browser: a download, no folder
         self.total = total
         self.shown = shown
+        self.as_received = as_received
         self.selected = selected
         self.sop_class_uid = sop_class_uid
         self.folder = folder
@@ -202,10 +208,13 @@ class ExportScreen(ModalScreen[ExportChoice | None]):
             with Horizontal(classes="form-row"):
                 yield Label("Rows", classes="form-label")
                 with RadioSet(id="export-scope", compact=True):
-                    yield RadioButton(f"All {self.total:,}", value=True, name="all", compact=True)
-                    if self.shown is not None:
-                        yield RadioButton(f"Shown (filtered) {self.shown:,}", name="shown",
-                                          compact=True)
+                    if self.shown is not None and not self.as_received:
+                        # what the screen shows, first: a sorted, filtered list exported so
+                        yield RadioButton(f"The {self.shown:,} shown, in this order", value=True,
+                                          name="shown", compact=True)
+                    yield RadioButton(f"All {self.total:,} responses, as received",
+                                      value=self.shown is None or self.as_received,
+                                      name="all", compact=True)
                     if self.selected is not None:
                         yield RadioButton(f"Selected row (response {self.selected})",
                                           name="selected", compact=True)

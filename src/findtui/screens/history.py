@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Static
 from findtui.config.history import History, HistoryEntry, RetrieveRecord, history_wanted
 from findtui.config.schema import MODEL_NAMES, ProfileError
 from findtui.engine.keys import KeyPathError, dataset_to_keys
+from findtui.engine.phi import PhiMask
 from findtui.engine.sanitize import visible
 from findtui.screens.dialogs import ConfirmScreen, confirm_then, notify_error
 from findtui.screens.form_state import store_of, tracker_of
@@ -53,7 +54,7 @@ def record_run(screen: QueryScreen, message: RunEnded) -> None:
         demo.address, demo.port)
     entry = HistoryEntry.from_run(request, message.summary, node=node, query=query,
                                   source="tui", demo=on_demo, keys=prefix + list(message.keys),
-                                  split=message.split)
+                                  drill=len(screen._stack), split=message.split)
     history = store_of(screen.app).history
     _mark_ran_form(screen, tracker, request)
 
@@ -116,9 +117,7 @@ def _mark_ran_form(screen: QueryScreen, tracker, request) -> None:
 
 
 def _log_warning(screen: QueryScreen, text: str) -> None:
-    from textual.widgets import Log
-
-    screen.query_one("#log", Log).write_line("W: " + text)
+    screen.write_log("W: " + text)
     screen.notify(text, title="History", severity="warning", timeout=6)
 
 
@@ -133,11 +132,28 @@ def peer_label(entry: HistoryEntry) -> str:
     return entry.node or f"{entry.address}:{entry.port}"
 
 
-def shown_keys(entry: HistoryEntry) -> str:
-    """The keys, the level first ('STUDY: PatientName=DOE* StudyDate=')."""
+def shown_keys(entry: HistoryEntry, mask: PhiMask | None = None) -> str:
+    """The keys, the level first ('STUDY: PatientName=DOE* StudyDate='); ``mask``: patient
+    data masked while it hides it."""
     level = [k.split("=", 1)[1] for k in entry.keys if k.startswith("QueryRetrieveLevel=")]
-    rest = [k for k in entry.keys if not k.startswith("QueryRetrieveLevel=")]
-    return visible((f"{level[-1]}: " if level else "") + (" ".join(rest) or "(no keys)"))
+    rest = [mask.key(k) if mask is not None else k
+            for k in entry.keys if not k.startswith("QueryRetrieveLevel=")]
+    rest.sort(key=lambda k: not k.partition("=")[2])  # the keys with a value first
+    lead = "  " * (entry.drill - 1) + "↳ " if entry.drill else ""
+    return visible(lead + (f"{level[-1]}: " if level else "")
+                   + (" ".join(rest) or "(no keys)"))
+
+
+def grouped(entries: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Newest first, each query run followed by its drill-down sub-queries in the order
+    they ran (oldest first in ``entries``)."""
+    groups: list[list[HistoryEntry]] = []
+    for entry in entries:
+        if entry.drill and groups:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return [entry for group in reversed(groups) for entry in group]
 
 
 class HistoryScreen(Screen):
@@ -173,13 +189,34 @@ class HistoryScreen(Screen):
 
     def on_mount(self) -> None:
         try:
-            self.entries = list(reversed(self.history.entries()))
+            self.entries = grouped(self.history.entries())
         except OSError as exc:  # not a plain file, or too large: said, never read unbounded
             self.entries = []
             notify_error(self.app, exc, "History not read")
         self._show_title()
         table = self.query_one(DataTable)
         table.add_columns("Time", "Node", "Model", "Results", "Status", "Keys")
+        self._add_rows()
+        if not self.entries:
+            self.query_one("#history-keys", Static).update(
+                Text("No runs yet: every query run here or with findtui --batch is recorded.",
+                     style="italic"))
+        table.focus()
+        self._show_keys()
+
+    def phi_changed(self) -> None:
+        """Patient data masked or shown (Ctrl+G): the keys follow."""
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        self._add_rows()
+        if self.entries:
+            table.move_cursor(row=row)
+        self._show_keys()
+
+    def _add_rows(self) -> None:
+        table = self.query_one(DataTable)
+        mask = self.app.phi  # type: ignore[attr-defined]
         for i, e in enumerate(self.entries):
             status = Text(f"{OUTCOME_ICON.get(e.outcome, '✖')} {visible(e.status)}")
             if e.retrieve is not None:  # the run retrieved its matches: how that went
@@ -192,15 +229,9 @@ class HistoryScreen(Screen):
                 Text(MODEL_NAMES[e.model] + (f" [{visible(e.query)}]" if e.query else "")),
                 Text(f"{e.results:>7,}"),
                 status,
-                Text(shown_keys(e)),
+                Text(shown_keys(e, mask)),
                 key=str(i),
             )
-        if not self.entries:
-            self.query_one("#history-keys", Static).update(
-                Text("No runs yet: every query run here or with findtui --batch is recorded.",
-                     style="italic"))
-        table.focus()
-        self._show_keys()
 
     def _show_title(self) -> None:
         n = len(self.entries)
@@ -223,7 +254,8 @@ class HistoryScreen(Screen):
         if entry.retrieve is not None:
             retrieve = (" · ", visible(entry.retrieve.describe()))
         self.query_one("#history-keys", Static).update(Text.assemble(
-            (visible(entry.called_aet), "bold"), " · ", shown_keys(entry), *retrieve))
+            (visible(entry.called_aet), "bold"), " · ",
+            shown_keys(entry, self.app.phi), *retrieve))  # type: ignore[attr-defined]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("rerun", "load"):

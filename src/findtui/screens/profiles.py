@@ -53,6 +53,7 @@ from findtui.screens.dialogs import (
 )
 from findtui.screens.form_state import store_of, tracker_of
 from findtui.widgets.key_editor import KeyEditor
+from findtui.widgets.lists import HighlightInView
 from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
 
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 
 def load_node(screen: QueryScreen, node: NodeProfile, apply_model: bool = True) -> None:
     screen.fill_network(node.network)
+    if node.hide_phi:  # this node's patient data stays off the screen
+        screen.app.set_hide_phi(True)  # type: ignore[attr-defined]
     if apply_model and node.model is not None:
         # The node's default model; a query profile loaded with it sets its own instead.
         screen.set_model(node.model)
@@ -173,7 +176,13 @@ def save_form_as(screen: QueryScreen) -> None:
             app.notify(f"Saved {choice.kind} profile {visible(choice.name)!r}", timeout=3,
                        markup=False)
 
-        if exists:
+        if exists and loaded is not None and (choice.kind, choice.name) == (
+                loaded.kind, loaded.name):
+            app.push_screen(ConfirmScreen(
+                f"The {choice.kind} profile {choice.name!r} was loaded into the form; "
+                "save the form over it.", "Update it?", yes="Update", no="Cancel"),
+                lambda ok: save() if ok else None)
+        elif exists:
             app.push_screen(ConfirmScreen(f"A {choice.kind} profile {choice.name!r} exists.",
                                           "Replace it?", yes="Replace", no="Cancel"),
                             lambda ok: save() if ok else None)
@@ -181,9 +190,15 @@ def save_form_as(screen: QueryScreen) -> None:
             save()
 
     kinds = ("query", "node") if query_tab else ("node", "query")
-    dialog = NameScreen("Save current form as…", kinds=("node", "query"), check=check)
+    # A profile loaded into the form: offered under its name (Enter updates it).
+    loaded = (tracker.query or tracker.node) if query_tab else (tracker.node or tracker.query)
+    title = ("Save current form as…" if loaded is None
+             else f"Update {loaded.kind} profile {visible(loaded.name)!r}, or save as…")
+    first = loaded.kind if loaded is not None else kinds[0]
+    dialog = NameScreen(title, name=loaded.name if loaded is not None else "",
+                        kinds=("node", "query"), check=check)
     app.push_screen(dialog, done)
-    if kinds[0] == "query":  # the Query tab is on view: offer a query profile first
+    if first == "query":  # offer a query profile first
         dialog.call_after_refresh(lambda: setattr(
             dialog.query_one("#name-kind", RadioSet).query(RadioButton).last(), "value", True))
 
@@ -213,7 +228,7 @@ def _option(name: str, default: bool) -> Option:
     return Option(label, id=name)
 
 
-class ProfileList(OptionList):
+class ProfileList(HighlightInView):
     """One kind's profiles; ``kind`` says which."""
 
     def __init__(self, kind: str, **kwargs) -> None:

@@ -53,6 +53,7 @@ from findtui.messages import (
     RunEnded,
 )
 from findtui.engine.hierarchy import (
+    LEVEL_UNIQUE_KEY,
     DrillDownError,
     default_keys,
     drill_down_request,
@@ -65,6 +66,7 @@ from findtui.screens.query_logic import (
     build_request_identifier,
     build_row,
     cell_formatters,
+    column_display,
     compact,
     order_keys,
     row_title,
@@ -75,7 +77,7 @@ from findtui.widgets.key_editor import KeyEditor, is_level_key, key_identity, ke
 from findtui.widgets.model_form import ExtNegForm, ModelForm
 from findtui.widgets.network_form import FormError, NetworkForm
 from findtui.widgets.query_helpers import QueryHelpers, modality_key_for
-from findtui.widgets.results_table import ResultsTable
+from findtui.widgets.results_table import ResultsTable, TableView
 from findtui.widgets.status_line import StatusLine, outcome_of
 
 @dataclass
@@ -90,9 +92,11 @@ class ResultLevel:
     state: str = "idle"
     outcome: QueryOutcome | None = None
     elapsed: float | None = None
-    cursor_row: int = 0
+    view: TableView = field(default_factory=TableView)  # the table as it was left (drill-down)
     row_title: str = ""  # the row drilled into from this level
+    row_title_masked: str = ""  # the same, patient data masked (PHI hidden)
     split: str | None = None  # run split by date (engine.split): auto, day, ...
+    display: dict = field(default_factory=dict)  # the table's readable layer (column_display)
 
 
 class QueryResults(ResultsTable):
@@ -101,6 +105,12 @@ class QueryResults(ResultsTable):
     BINDINGS = [
         Binding("S", "sort_reverse", "Reverse", show=False, id="results.sort_reverse"),
     ]
+
+
+def _unique_column(request: FindRequest, columns: list[str]) -> int | None:
+    """The column of the level's unique key (e.g. StudyInstanceUID), if the table has it."""
+    keyword = LEVEL_UNIQUE_KEY.get(request_level(request.identifier) or "")
+    return columns.index(keyword) if keyword in columns else None
 
 
 def _settle_heap() -> None:
@@ -127,6 +137,7 @@ class QueryScreen(Screen):
         Binding("f4,ctrl+t", "echo", "C-ECHO", id="query.echo", show=False),
         Binding("f9", "split", "Split", id="query.split", show=False),
         Binding("R", "retrieve", "Retrieve", id="query.retrieve", show=False),
+        Binding("v", "toggle_raw", "Raw values", id="results.raw", show=False),
     ]
 
     def __init__(self, request: FindRequest | None = None, *, run_on_start: bool = False) -> None:
@@ -142,10 +153,13 @@ class QueryScreen(Screen):
         self._level: ResultLevel | None = None
         self._stack: list[ResultLevel] = []
         self._filter_timer: Timer | None = None
-        self._next_launch: tuple[FindRequest, list[str], str | None] | None = None
+        self._next_launch: tuple[FindRequest, list[str], str | None, bool] | None = None
+        # F5 on the same query: the row the cursor was on, found again as rows arrive
+        self._cursor_wanted: tuple[TableView, int | None] | None = None
         self._launching = False
         self._fresh: bool | None = None
         self._ui_gate = UiGate()  # the query thread steps aside while the UI draws
+        self._log_lines: list[str] = []  # the log pane's lines as written (masked when shown)
         self._froze = False  # rows were frozen out of the collector's sight (gc.freeze)
         # Benchmark probes (time.perf_counter()): see bench/tui_stream.py.
         self.timings: dict[str, float] = {}
@@ -154,6 +168,26 @@ class QueryScreen(Screen):
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications carry PACS and user text: never read as markup here."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # -- patient data hidden (PHI) ----------------------------------------
+
+    def phi_changed(self) -> None:
+        """Patient data masked or shown (Ctrl+G): every place on this screen follows."""
+        self.query_one(ResultsTable).redraw_cells()
+        self.query_one(KeyEditor).redraw()
+        log = self.query_one("#log", Log)
+        log.clear()
+        log.write_lines([self.app.phi.line(line) for line in self._log_lines])  # type: ignore[attr-defined]
+        self._update_breadcrumb()
+        self._update_empty_text()
+        self.query_one(StatusLine).refresh_line()
+
+    def write_log(self, *lines: str) -> None:
+        """Write lines to the log pane (patient data masked while hidden)."""
+        self._log_lines.extend(lines)
+        phi = self.app.phi  # type: ignore[attr-defined]
+        self.query_one("#log", Log).write_lines([phi.line(line) for line in lines]
+                                                if phi.on else list(lines))
 
     # -- layout -----------------------------------------------------------
 
@@ -188,6 +222,8 @@ class QueryScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(ResultsTable).drawing = self._ui_gate
+        self.query_one(ResultsTable).mask = self.app.phi  # type: ignore[attr-defined]
+        self.query_one(KeyEditor).shown_key = self.app.phi.key  # type: ignore[attr-defined]
         self._set_fresh(True)
         self.query_one(StatusLine).show_timing = getattr(self.app, "show_timing", True)
         self.query_one("#log", Log).can_focus = True
@@ -316,6 +352,24 @@ class QueryScreen(Screen):
 
     @on(KeyEditor.DefaultsRequested)
     def _defaults(self) -> None:
+        """The model/level's default keys; asks first when that drops keys typed here."""
+        model_form = self.query_one(ModelForm)
+        defaults = default_keys(model_form.model, model_form.level)
+        keys = self.query_one(KeyEditor).keys
+        dropped = [k for k in keys if k not in defaults]
+        if not dropped:
+            self._set_default_keys()
+            return
+        from findtui.screens.dialogs import ConfirmScreen
+
+        shown = ", ".join(self.app.phi.key(k) for k in dropped[:4])  # type: ignore[attr-defined]
+        more = f" and {len(dropped) - 4} more" if len(dropped) > 4 else ""
+        self.app.push_screen(ConfirmScreen(
+            f"The default keys replace these: {visible(shown)}{more}.",
+            "Drop the keys typed?", yes="Defaults", no="Keep"),
+            lambda ok: self._set_default_keys() if ok else None)
+
+    def _set_default_keys(self) -> None:
         model_form = self.query_one(ModelForm)
         self.query_one(KeyEditor).set_keys(default_keys(model_form.model, model_form.level))
         self._keys_are_default = True
@@ -416,6 +470,8 @@ class QueryScreen(Screen):
         table_focused = isinstance(self.focused, ResultsTable)
         if action == "cancel":
             return self._query_running
+        if action == "toggle_raw":
+            return table_focused or not self.form_visible
         if action == "leave_form":
             return not self._query_running and self.form_visible and self._level is not None
         if action == "back":
@@ -493,9 +549,11 @@ class QueryScreen(Screen):
             self._stack.clear()
         self._launch(request, self.query_one(KeyEditor).keys)
 
-    def _launch(self, request: FindRequest, keys: list[str], split: str | None = None) -> None:
-        """Run ``request`` as soon as the running query has stopped; the latest wins."""
-        self._next_launch = (request, list(keys), split)
+    def _launch(self, request: FindRequest, keys: list[str], split: str | None = None,
+                drill: bool = False) -> None:
+        """Run ``request`` as soon as the running query has stopped; the latest wins.
+        ``drill``: a level below the current one (its table starts unsorted, unfiltered)."""
+        self._next_launch = (request, list(keys), split, drill)
         if not self._launching:
             self._launching = True
             self._launch_when_idle()
@@ -506,31 +564,48 @@ class QueryScreen(Screen):
         running query's worker to end, then starts the next: never two feeding one table."""
         try:
             while self._next_launch is not None:
-                request, keys, split = self._next_launch
+                request, keys, split, drill = self._next_launch
                 self._next_launch = None
                 await self.stop_running()
                 if self._next_launch is None:
-                    self.start_query(request, keys, split)
+                    self.start_query(request, keys, split, drill=drill)
         finally:
             self._launching = False
 
     def start_query(self, request: FindRequest, keys: list[str],
-                    split: str | None = None) -> None:
+                    split: str | None = None, drill: bool = False) -> None:
         """Start the query at once (the caller made sure nothing is running); ``split``:
-        split it by date (engine.split) on one association."""
+        split it by date (engine.split) on one association; ``drill``: a level below
+        the current one, whose table starts unsorted and unfiltered. The same query
+        again (F5) keeps the sort, the filter and the cursor's row; another keeps the
+        filter."""
         if self._froze:  # the last stream froze its rows: collect once, before this one
             self._froze = False
             _settle_heap()
         self._run_id += 1
         columns = table_columns(request.identifier, keys)
-        self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
-                                  state="running", split=split)
         table = self.query_one(ResultsTable)
-        table.set_columns(columns)
+        previous, view = self._level, table.view_state()
+        same = (previous is not None and not drill and previous.keys == list(keys)
+                and previous.request.model is request.model
+                and previous.request.network == request.network)
+        drilled = drill or bool(self._stack)
+        self._level = ResultLevel(request=request, keys=list(keys), columns=columns,
+                                  state="running", split=split,
+                                  display=column_display(
+                                      columns, request if drilled else None))
+        table.set_columns(columns, **self._level.display)
+        if drill:
+            self._set_filter_bar("")
+        elif same:
+            table.restore_view(view)
+        self._cursor_wanted = ((view, _unique_column(request, columns))
+                               if same and view.cursor_cells is not None else None)
         table.set_empty_text("")
         table.add_class("-streaming")
         self._set_fresh(False)
         self.query_one("#log", Log).clear()
+        self._log_lines.clear()
         self.query_one(StatusLine).start()
         self.timings = {"started": time.perf_counter()}
         self._update_breadcrumb()
@@ -562,7 +637,7 @@ class QueryScreen(Screen):
         if self._query_running and self._query is not None:
             self._query.cancel()
             self.query_one(StatusLine).cancelling()
-            self.query_one("#log", Log).write_line("I: Cancel requested")
+            self.write_log("I: Cancel requested")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="query")
     def _run_query(self, run_id: int, query, request: FindRequest, columns: list[str]) -> None:
@@ -641,7 +716,10 @@ class QueryScreen(Screen):
             level.rows.extend(message.rows)
             level.responses.extend(message.responses)
             table = self.query_one(ResultsTable)
+            start = table.total_count
             table.add_rows(message.rows)
+            if self._cursor_wanted is not None:
+                self._find_cursor_row(table, start, message.rows)
             # Rows are kept: out of the collector's sight at once. Otherwise a full
             # collection walks every row so far, again and again while 100k stream in
             # (20-35 ms stalls, dozens of them). What died meanwhile is collected when
@@ -658,7 +736,22 @@ class QueryScreen(Screen):
                 self.call_after_refresh(self._first_row_painted)
                 self.refresh_bindings()
         if message.log_lines:
-            self.query_one("#log", Log).write_lines(message.log_lines)
+            self.write_log(*message.log_lines)
+
+    def _find_cursor_row(self, table: ResultsTable, start: int, rows) -> None:
+        """F5 on the same query: put the cursor back on its row when it arrives (by the
+        level's unique key, else by all its cells), unless the user moved it meanwhile."""
+        view, unique = self._cursor_wanted
+        if table.cursor_pinned:
+            self._cursor_wanted = None
+            return
+        cells = view.cursor_cells
+        for offset, row in enumerate(rows):
+            if (row[unique] == cells[unique] if unique is not None and row[unique]
+                    else row == cells):
+                self._cursor_wanted = None
+                table.place_cursor(start + offset, view.screen_line)
+                return
 
     def _first_row_painted(self) -> None:
         self.timings.setdefault("first_row_painted", time.perf_counter())
@@ -682,6 +775,11 @@ class QueryScreen(Screen):
         self.query_one(ResultsTable).remove_class("-streaming")
         status = self.query_one(StatusLine)
         status.finish(message.outcome, len(self._level.responses))
+        wanted, self._cursor_wanted = self._cursor_wanted, None
+        table = self.query_one(ResultsTable)
+        if wanted is not None and not table.cursor_pinned and wanted[0].cursor_row:
+            # the row is gone: the cursor stays where it was in the list
+            table.move_cursor(wanted[0].cursor_row)
         level = self._level
         level.state, level.outcome, level.elapsed = message.outcome.category, \
             message.outcome, status.elapsed
@@ -727,7 +825,8 @@ class QueryScreen(Screen):
             for source in sources:
                 ds = level.responses[source].identifier
                 if found.add(ds) is not None:
-                    titles.append(row_title(ds, what))
+                    phi = self.app.phi  # type: ignore[attr-defined]
+                    titles.append(row_title(ds, what, phi if phi.on else None))
         except (RetrieveError, IdentifierDecodeError) as exc:
             self.notify(visible(str(exc)), title="Cannot retrieve", severity="error",
                         timeout=8)
@@ -758,7 +857,8 @@ class QueryScreen(Screen):
         text = ""
         if level is not None and not self._query_running:
             if not level.responses and level.state in ("success", "warning"):
-                criteria = [k for k in level.keys if key_value(k)]
+                criteria = [self.app.phi.key(k)  # type: ignore[attr-defined]
+                            for k in level.keys if key_value(k)]
                 where = request_level(level.request.identifier) or "worklist"
                 text = (f"No matches for {', '.join(criteria)} at {where} level"
                         if criteria else f"No matches: the peer has no {where} records")
@@ -798,14 +898,16 @@ class QueryScreen(Screen):
             self.notify(str(exc), title="Cannot drill down", severity="warning")
             return
         table = self.query_one(ResultsTable)
-        level.cursor_row = table.cursor_row
+        level.view = table.view_state()
         level.row_title = row_title(ds, request_level(level.request.identifier))
+        level.row_title_masked = row_title(ds, request_level(level.request.identifier),
+                                           self.app.phi)  # type: ignore[attr-defined]
         self._stack.append(level)
         keys = order_keys([k for k in dataset_to_keys(request.identifier)
                            if not is_level_key(k)], request.model, below)
         self._fill_query(request, keys)
         self._keys_are_default = False
-        self._launch(request, keys)
+        self._launch(request, keys, drill=True)
 
     def action_back(self) -> None:
         """Back to the level above, as it was (no new query)."""
@@ -816,14 +918,16 @@ class QueryScreen(Screen):
             self._query.cancel()  # its worker ends on its own; the next run waits for it
         self._run_id += 1  # anything still in flight from the abandoned run is dropped
         self._query_running = False
+        self._cursor_wanted = None
         self.query_one(ResultsTable).remove_class("-streaming")
         level = self._stack.pop()
         level.row_title = ""
         self._level = level
         table = self.query_one(ResultsTable)
-        table.set_columns(level.columns)
+        table.set_columns(level.columns, **level.display)
         table.add_rows(level.rows)
-        table.move_cursor(level.cursor_row)
+        table.restore_view(level.view)
+        self._set_filter_bar(level.view.filter_text)
         self.query_one(StatusLine).restore(level.state, len(level.responses), level.outcome,
                                            level.elapsed)
         self._show_banner()
@@ -832,6 +936,15 @@ class QueryScreen(Screen):
         self._update_empty_text()
         table.focus()
         self.refresh_bindings()
+
+    def action_toggle_raw(self) -> None:
+        """Readable values (dates 2019-08-26, names, titles, folded columns) or raw DICOM."""
+        table = self.query_one(ResultsTable)
+        table.readable = not table.readable
+        self.notify("Readable values: dates, names, SOP classes; v shows the DICOM values"
+                    if table.readable else
+                    "Raw DICOM values, keywords, every column; v makes them readable",
+                    timeout=3)
 
     def _update_breadcrumb(self) -> None:
         model_form = self.query_one(ModelForm)
@@ -842,8 +955,9 @@ class QueryScreen(Screen):
             called = ""
         if called:
             parts += [(visible(called), "bold"), " · "]
-        levels = [(lv.request.model, request_level(lv.request.identifier), lv.row_title)
-                  for lv in self._stack]
+        hidden = self.app.phi.on  # type: ignore[attr-defined]
+        levels = [(lv.request.model, request_level(lv.request.identifier),
+                   lv.row_title_masked if hidden else lv.row_title) for lv in self._stack]
         model = model_form.model
         parts.append(model.label)
         for _, name, title in levels:
@@ -852,9 +966,21 @@ class QueryScreen(Screen):
         parts += [" › ", (current, "bold $accent")]
         if self._stack:
             parts.append(("   ⌫ back", "$text-muted"))
+        if hidden:  # first: a long breadcrumb is cut at the right edge
+            parts[:0] = [("⊘ PHI hidden", "bold reverse"), " "]
         self.query_one("#breadcrumb", Static).update(Content.assemble(*parts))
 
     # -- filter -----------------------------------------------------------
+
+    def _set_filter_bar(self, text: str) -> None:
+        """The filter bar and the table's filter show ``text`` (a level's own filter)."""
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        filter_input = self.query_one("#filter-input", Input)
+        with filter_input.prevent(Input.Changed):
+            filter_input.value = text
+        self.query_one("#filter-bar").set_class(bool(text), "-visible")
+        self._apply_filter(text)
 
     def action_filter(self) -> None:
         bar = self.query_one("#filter-bar")
@@ -921,8 +1047,7 @@ class QueryScreen(Screen):
     @on(EchoFinished)
     def _echo_finished(self, message: EchoFinished) -> None:
         result = message.result
-        self.query_one("#log", Log).write_line(("I: " if result.ok else "E: ")
-                                               + visible(result.message))
+        self.write_log(("I: " if result.ok else "E: ") + visible(result.message))
         self.notify(visible(result.message), title=f"C-ECHO {visible(message.target)}",
                     severity="information" if result.ok else "error",
                     timeout=5 if result.ok else 10)
@@ -938,7 +1063,8 @@ class QueryScreen(Screen):
             return
         table = self.query_one(ResultsTable)
         selected = self._selected_response()
-        shown = table.displayed_count if table.filter_text else None
+        shown = table.displayed_count
+        as_received = not table.filter_text and table.sort_column is None
 
         def done(choice: ExportChoice | None) -> None:
             if choice is None:
@@ -949,16 +1075,31 @@ class QueryScreen(Screen):
                 responses = level.responses.subset(table.displayed_source_indices())
             else:
                 responses = level.responses.copy()
-            self.notify(f"Exporting {len(responses):,} response(s)…", timeout=2)
-            self._export(choice, responses, level.request, level.columns)
+            if self.app.phi.on:  # type: ignore[attr-defined]
+                from findtui.screens.dialogs import ConfirmScreen
+
+                def confirmed(ok: bool | None) -> None:
+                    if ok:
+                        self._start_export(choice, responses, level)
+
+                self.app.push_screen(ConfirmScreen(
+                    "Patient data is hidden on screen, but the export holds it unmasked "
+                    "(names, IDs, birth dates, as the PACS sent them).",
+                    "Export unmasked patient data?", yes="Export", no="Cancel"), confirmed)
+                return
+            self._start_export(choice, responses, level)
 
         self.app.push_screen(
-            ExportScreen(total=len(level.responses), shown=shown,
+            ExportScreen(total=len(level.responses), shown=shown, as_received=as_received,
                          selected=selected[1].index if selected else None,
                          sop_class_uid=level.request.model.sop_class_uid,
                          folder=getattr(self.app, "export_folder", None) or Path.cwd(),
                          download=self.app.is_web),
             done)
+
+    def _start_export(self, choice, responses: ResponseStore, level: ResultLevel) -> None:
+        self.notify(f"Exporting {len(responses):,} response(s)…", timeout=2)
+        self._export(choice, responses, level.request, level.columns)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def _export(self, choice, responses: ResponseStore, request: FindRequest,
@@ -982,8 +1123,7 @@ class QueryScreen(Screen):
         if download is not None:
             self.app.deliver_binary(download.file, save_filename=download.name,
                                     mime_type=download.mime_type)
-        self.query_one("#log", Log).write_line(("I: " if message.ok else "E: ")
-                                               + visible(message.text))
+        self.write_log(("I: " if message.ok else "E: ") + visible(message.text))
         self.notify(visible(message.text), title="Export" if message.ok else "Export failed",
                     severity="information" if message.ok else "error",
                     timeout=6 if message.ok else 12)
@@ -1018,6 +1158,15 @@ class QueryScreen(Screen):
                 commands.append((f"Sort by {column}", partial(table.sort_by, i),
                                  "ascending; S reverses"))
             commands.append(("Sort by arrival order", partial(table.sort_by, None), ""))
+            commands.append(("Show raw DICOM values" if table.readable
+                             else "Show readable values", partial(run, "toggle_raw"),
+                             "Dates, times, names, SOP classes and titles readable or as "
+                             "sent; folded columns back (v)"))
+        hidden = self.app.phi.on  # type: ignore[attr-defined]
+        commands.append(("Show patient data" if hidden else "Hide patient data (PHI)",
+                         self.app.action_toggle_phi,  # type: ignore[attr-defined]
+                         "Mask patient names, IDs and birth dates everywhere on screen, for "
+                         "screenshots and shared rooms (Ctrl+G)"))
         if self._offers_split():
             commands.append(("Re-run split by date", partial(run, "split"),
                              "The answer was incomplete: split the query on its date (F9)"))

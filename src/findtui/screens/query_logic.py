@@ -18,7 +18,10 @@ from findtui.engine import output
 from findtui.engine.keys import KeyPathError, build_identifier, parse_key
 from findtui.engine.models import QueryModel
 from findtui.engine.query import IdentifierDecodeError, Pending
-from findtui.engine.hierarchy import default_keys
+from findtui.engine import display
+from findtui.engine.display import readable_pn
+from findtui.engine.phi import PhiMask, is_phi
+from findtui.engine.hierarchy import UPPER_UNIQUE_KEYS, default_keys, request_level
 from findtui.engine.sanitize import visible
 
 def order_keys(keys: Sequence[str], model: QueryModel, level: str | None) -> list[str]:
@@ -74,34 +77,35 @@ def _leaf_vr(path: str) -> str:
         return ""
 
 
-def readable_pn(value: str) -> str:
-    """'Doe^John^Q^Dr^Jr' -> 'Doe, Dr John Q, Jr'; '=' groups (ideographic, phonetic) kept."""
-    if not value or "^" not in value:
-        return value
-
-    def group(text: str) -> str:
-        parts = (text.split("^") + [""] * 5)[:5]
-        family, given, middle, prefix, suffix = (p.strip() for p in parts)
-        rest = " ".join(p for p in (prefix, given, middle) if p)
-        out = f"{family}, {rest}" if family and rest else family or rest
-        return f"{out}, {suffix}" if suffix else out
-
-    return "\\".join(" = ".join(group(g) for g in name.split("=")) for name in value.split("\\"))
-
-
 def cell_formatters(columns: Sequence[str]) -> list[Callable[[str], str]]:
-    """Per column: PN made readable, everything made terminal-safe."""
-    def pn(value: str) -> str:
-        return visible(readable_pn(value))
-
-    return [pn if _leaf_vr(c) == "PN" else visible for c in columns]
+    """Per column, on the query thread: the value made terminal-safe (the table keeps
+    it so; `column_display` makes it readable when drawn, and the raw view shows it)."""
+    return [visible for _ in columns]
 
 
-def row_title(response: Dataset, level: str | None) -> str:
-    """A short breadcrumb label for a response row."""
+def column_display(columns: Sequence[str], drilled_request=None) -> dict:
+    """The table's readable layer for these columns (ResultsTable.set_columns keywords):
+    short titles, value formatters by VR, and, below a drill-down (``drilled_request``:
+    the query one level below), the parent's unique keys (the same on every row) as
+    columns to fold away."""
+    parents: tuple[str, ...] = ()
+    if drilled_request is not None:
+        level = request_level(drilled_request.identifier) or ""
+        parents = UPPER_UNIQUE_KEYS.get(drilled_request.model, {}).get(level, ())
+    return {
+        "titles": [display.column_title(c) for c in columns],
+        "formatters": [display.formatter(c, _leaf_vr(c)) for c in columns],
+        "constant": [i for i, c in enumerate(columns) if c in parents],
+    }
+
+
+def row_title(response: Dataset, level: str | None, mask: PhiMask | None = None) -> str:
+    """A short breadcrumb label for a response row (``mask``: patient data masked)."""
     def get(keyword: str) -> str:
         value = response.get(keyword)
-        return str(value).strip() if value not in (None, "") else ""
+        text = str(value).strip() if value not in (None, "") else ""
+        return mask.token(keyword, text) if mask is not None and text and is_phi(keyword) \
+            else text
 
     if level == "PATIENT":
         text = readable_pn(get("PatientName")) or get("PatientID")

@@ -40,6 +40,7 @@ from findtui.engine.queryset import (
 )
 from findtui.engine.sanitize import visible
 from findtui.engine.split import SPLIT_MODES, SplitError, SplitPlan, unique_key
+from findtui.screens.query_logic import column_display
 from findtui.widgets.results_table import ResultsTable
 
 FORM_NODE = "\x00form"  # the SelectionList value of the form's own connection
@@ -244,7 +245,9 @@ class QuerySetScreen(Screen):
         labels = [n.label for n in plan.nodes]
         lead = ["Node", "Query"] if plan.queries is not None else ["Node"]
         table = self.query_one(ResultsTable)
-        table.set_columns([*lead, *plan.columns])
+        table.mask = self.app.phi  # type: ignore[attr-defined]  # Ctrl+G: patient data hidden
+        columns = [*lead, *plan.columns]
+        table.set_columns(columns, **column_display(columns))
         table.set_empty_text("")
         self.responses = []
         count = len(plan.queries.queries) if plan.queries is not None else 1
@@ -344,6 +347,10 @@ class QuerySetScreen(Screen):
         if not self.responses:
             self.query_one(ResultsTable).set_empty_text("No matches on any node")
         self._show_status()
+
+    def phi_changed(self) -> None:
+        """Patient data masked or shown (Ctrl+G)."""
+        self.query_one(ResultsTable).redraw_cells()
 
     def _show_status(self) -> None:
         self.query_one("#qs-node-status", Static).update(

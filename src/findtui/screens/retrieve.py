@@ -21,7 +21,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+
+from findtui.widgets.toggles import RadioButton, RadioSet
 
 from findtui.engine.models import QueryModel
 from findtui.engine.network import Network

@@ -30,6 +30,7 @@ from findtui.engine.keys import (
     parse_key,
 )
 from findtui.engine.sanitize import visible
+from findtui.widgets.lists import HighlightInView
 
 QR_LEVEL_TAG = 0x00080052
 HINT = "Keyword=value · (gggg,eeee)=value · Seq[0].Keyword=value · Enter adds"
@@ -132,7 +133,7 @@ def key_label(text: str) -> Text:
     return label
 
 
-class KeyList(OptionList):
+class KeyList(HighlightInView):
     """The keys, one per line; Enter edits, Delete removes."""
 
     BINDINGS = [
@@ -146,8 +147,14 @@ class KeyList(OptionList):
             self.index = index
 
     def action_remove_key(self) -> None:
-        if self.highlighted is not None:
-            self.post_message(self.RemoveRequested(self.highlighted))
+        if self.highlighted is None:
+            return
+        if not self.highlight_in_view():
+            # never remove a key the user cannot see: show it first, Del again removes it
+            self.scroll_to_highlight()
+            self.notify("Del again removes the highlighted key", timeout=3)
+            return
+        self.post_message(self.RemoveRequested(self.highlighted))
 
 
 class KeyEditor(Vertical):
@@ -176,6 +183,8 @@ class KeyEditor(Vertical):
         self._editing: int | None = None
         # Puts keys read from a dataset (tag order) in reading order; set by the screen.
         self.key_order: Callable[[list[str]], list[str]] | None = None
+        # Shows a key as the list should (patient data masked while hidden); set by the screen.
+        self.shown_key: Callable[[str], str] = lambda key: key
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Key, e.g. PatientName=DOE^* (→ completes)", id="key-input",
@@ -206,9 +215,13 @@ class KeyEditor(Vertical):
         key_list = self.query_one(KeyList)
         old = key_list.highlighted if highlight is None else highlight
         key_list.clear_options()
-        key_list.add_options([Option(key_label(k)) for k in self._keys])
+        key_list.add_options([Option(key_label(self.shown_key(k))) for k in self._keys])
         if self._keys:
             key_list.highlighted = min(old or 0, len(self._keys) - 1)
+
+    def redraw(self) -> None:
+        """Show the keys again (the way they are shown changed)."""
+        self._refresh_list()
 
     def _changed(self) -> None:
         self.post_message(self.Changed(self.keys))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Checkbox, Label, Select
+from textual.widgets import Label, Select
+
+from findtui.widgets.toggles import Checkbox
 
 from findtui.engine.models import ExtendedNegotiation, QueryModel
 

@@ -6,7 +6,9 @@ import os
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
-from textual.widgets import Checkbox, Input, Label
+from textual.widgets import Input, Label
+
+from findtui.widgets.toggles import Checkbox
 
 from findtui.engine.network import DEFAULTS, Network, NetworkError, network_from
 from findtui.engine.settings import SETTINGS

@@ -13,7 +13,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Label, Select, SelectionList
+from textual.widgets import Label, Select
+
+from findtui.widgets.toggles import SelectionList
 
 from findtui.engine.models import QueryModel
 

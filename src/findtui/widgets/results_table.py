@@ -28,7 +28,8 @@ from __future__ import annotations
 import contextlib
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
 
@@ -45,9 +46,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
+from findtui.engine.display import filter_needles, fold
+from findtui.engine.phi import PhiMask, is_phi
 from findtui.engine.sanitize import visible
 
-__all__ = ["ResultsTable", "short_label", "sort_key", "visible"]
+__all__ = ["ResultsTable", "TableView", "short_label", "sort_key", "visible"]
 
 MAX_COLUMN_WIDTH = 40
 """Columns never grow wider than this many cells; longer values end in '…'."""
@@ -90,6 +93,26 @@ def _fit(text: str, width: int) -> str:
     if length <= width:
         return text + " " * (width - length)
     return set_cell_size(text, width - 1) + "…"
+
+
+@dataclass(frozen=True)
+class TableView:
+    """Where the user is in a table: sort, filter, current row and cell, scroll.
+
+    Columns are named by their key path and the row by its arrival index and its
+    cells, so a view can be put back on the same rows (Backspace after a drill-down)
+    or on a re-run of the same query (F5), where the row is found again by its cells.
+    """
+
+    sort_column: str | None = None
+    sort_reverse: bool = False
+    filter_text: str = ""
+    cursor_source: int | None = None
+    cursor_row: int = 0
+    cursor_cells: tuple[str, ...] | None = None
+    screen_line: int = 0  # the cursor's line in the body (0: the first under the header)
+    cursor_column: str | None = None
+    scroll_x: int = 0
 
 
 @lru_cache(maxsize=256)
@@ -158,7 +181,7 @@ class ResultsTable(ScrollView, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_row", "Detail", id="results.select"),
-        Binding("s", "sort_next", "Sort", id="results.sort"),
+        Binding("s", "sort_column", "Sort", id="results.sort"),
         Binding("S", "sort_reverse", "Reverse", id="results.sort_reverse"),
         Binding("up,k", "cursor_up", "Up", show=False, id="results.cursor_up"),
         Binding("down,j", "cursor_down", "Down", show=False, id="results.cursor_down"),
@@ -228,6 +251,16 @@ class ResultsTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._columns: tuple[str, ...] = ()
         self._labels: list[str] = []
+        self._titles: list[str] = []  # the readable header titles (Name, Date, …)
+        self._formatters: list[Callable[[str], str] | None] = []  # the readable values
+        self._readable = True  # False: raw DICOM values, keywords, every column
+        self._shown: list[int] = []  # the columns drawn (readable: without the folded ones)
+        self._empty: set[int] = set()  # columns empty on every row so far
+        self._constant: list[int] = []  # columns folded while the same on every row
+        self._same: dict[int, str | None] = {}  # of those, the ones the same so far
+        self._folded: frozenset[int] = frozenset()
+        self._phi: frozenset[int] = frozenset()  # columns of patient data (masked when asked)
+        self.mask: PhiMask | None = None  # masks patient data while its ``on`` is true
         self._header_widths: list[int] = []
         self._widths: list[int] = []
         self._offsets: list[int] = []
@@ -239,6 +272,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._sort_reverse = False
         self._sort_keys: list[str] | None = None
         self._filter = ""
+        self._needles: tuple[str, ...] = ()
         self._filter_text = ""
         self._haystack: list[str] | None = None
         self._cursor_row = 0
@@ -265,8 +299,50 @@ class ResultsTable(ScrollView, can_focus=True):
 
     @property
     def column_labels(self) -> list[str]:
-        """The labels shown in the header (last key path component, made visible)."""
+        """Each column's header label as shown (its title, or raw: the last key path
+        component), folded columns included."""
         return list(self._labels)
+
+    @property
+    def shown_columns(self) -> list[int]:
+        """The columns drawn, in order (readable values fold the empty and constant ones)."""
+        return list(self._shown)
+
+    @property
+    def folded_columns(self) -> frozenset[int]:
+        return self._folded if self._readable else frozenset()
+
+    @property
+    def readable(self) -> bool:
+        """True: values and titles as formatted (dates 2019-08-26…); False: raw DICOM."""
+        return self._readable
+
+    @readable.setter
+    def readable(self, readable: bool) -> None:
+        if readable == self._readable:
+            return
+        self._readable = readable
+        self._set_labels()
+        self.redraw_cells()
+
+    def redraw_cells(self) -> None:
+        """Cells shown differently (readable or raw, patient data masked or not): measure
+        and draw again."""
+        self._widths = list(self._header_widths)
+        self._measure(self._rows[:SAMPLE_ROWS])
+        self._update_folds(force=True)
+        self._strip_cache.clear()
+        self.refresh()
+
+    def shown_cell(self, row: Sequence[str], column: int) -> str:
+        """A cell as the table shows it (formatted unless raw, terminal-safe)."""
+        value = row[column] if column < len(row) else ""
+        fmt = self._formatters[column] if self._readable and self._formatters else None
+        shown = fmt(value) if fmt is not None and value else value
+        mask = self.mask
+        if mask is not None and mask.on and column in self._phi:
+            shown = mask.value(self._columns[column], value, shown=shown)
+        return visible(shown)
 
     @property
     def column_widths(self) -> list[int]:
@@ -319,6 +395,58 @@ class ResultsTable(ScrollView, can_focus=True):
         """The column of the current cell (Left/Right move it; y copies the cell)."""
         return self._cursor_column
 
+    @property
+    def cursor_pinned(self) -> bool:
+        """True once the cursor was moved (by the user or `move_cursor`) since `clear`."""
+        return self._cursor_pinned
+
+    def row_of_source(self, source: int) -> int | None:
+        """The displayed position of the row with this arrival index (None: not shown)."""
+        self._merge_pending()
+        return self._row_of(source)
+
+    def view_state(self) -> TableView:
+        """Sort, filter, cursor and scroll, to put back later with `restore_view`."""
+        source = self.cursor_source_index
+        column = self._cursor_column
+        return TableView(
+            sort_column=None if self._sort_column is None else self._columns[self._sort_column],
+            sort_reverse=self._sort_reverse,
+            filter_text=self._filter_text,
+            cursor_source=source,
+            cursor_row=self._cursor_row,
+            cursor_cells=None if source is None else self._rows[source],
+            screen_line=max(0, self._cursor_row - int(self.scroll_y)),
+            cursor_column=self._columns[column] if column < len(self._columns) else None,
+            scroll_x=int(self.scroll_x),
+        )
+
+    def restore_view(self, view: TableView) -> None:
+        """Sort and filter as in ``view``; the cursor back on its row (when it is here),
+        on the same screen line, in the same column."""
+        columns = self._columns
+        self.set_filter(view.filter_text)
+        if view.sort_column in columns:
+            self.sort_by(columns.index(view.sort_column), reverse=view.sort_reverse)
+        else:
+            self.sort_by(None)
+        if view.cursor_column in columns:
+            self._cursor_column = columns.index(view.cursor_column)
+        if view.cursor_source is not None and view.cursor_source < len(self._rows):
+            self.place_cursor(view.cursor_source, view.screen_line)
+        self.scroll_to(x=min(view.scroll_x, self.max_scroll_x), animate=False, force=True)
+
+    def place_cursor(self, source: int, screen_line: int = 0) -> bool:
+        """The cursor on the row with this arrival index, ``screen_line`` lines under the
+        header if the rows allow it; False if the row is not shown (filtered out)."""
+        row = self.row_of_source(source)
+        if row is None:
+            return False
+        self.move_cursor(row)
+        line = max(0, min(screen_line, self._body_height() - 1))
+        self.scroll_to(y=max(0, row - line), animate=False, force=True)
+        return True
+
     def cell_text(self) -> tuple[str, str] | None:
         """(column label, text) of the current cell, as shown; None when nothing is shown."""
         source = self.cursor_source_index
@@ -326,14 +454,15 @@ class ResultsTable(ScrollView, can_focus=True):
             return None
         row = self._rows[source]
         column = self._cursor_column
-        return self._labels[column], visible(row[column]) if column < len(row) else ""
+        return self._labels[column], self.shown_cell(row, column)
 
     def row_text(self) -> str | None:
         """The row under the cursor as shown, its cells separated by tabs."""
         source = self.cursor_source_index
         if source is None:
             return None
-        return "\t".join(visible(cell) for cell in self._rows[source])
+        row = self._rows[source]
+        return "\t".join(self.shown_cell(row, column) for column in self._shown)
 
     @property
     def marked(self) -> list[int]:
@@ -373,14 +502,23 @@ class ResultsTable(ScrollView, can_focus=True):
             return list(range(len(self._rows)))
         return list(self._order)
 
-    def set_columns(self, labels: Iterable[str]) -> None:
-        """Set the columns (full key paths) and remove every row. Resets the sort."""
+    def set_columns(self, labels: Iterable[str], *, titles: Sequence[str] | None = None,
+                    formatters: Sequence[Callable[[str], str] | None] | None = None,
+                    constant: Iterable[int] = ()) -> None:
+        """Set the columns (full key paths) and remove every row. Resets the sort.
+
+        Readable (the default): ``titles`` head the columns, ``formatters`` make values
+        readable, and a column empty on every row, or one of ``constant`` with the
+        same value on every row, is folded away. Raw (``readable = False``): keywords,
+        the values as added, every column."""
         self._columns = tuple(labels)
-        self._labels = [visible(short_label(label)) for label in self._columns]
-        # Room for the sort indicator (" ▲") so sorting never shifts the layout.
-        self._header_widths = [
-            min(MAX_COLUMN_WIDTH, max(1, cell_len(label) + 2)) for label in self._labels
-        ]
+        count = len(self._columns)
+        self._titles = list(titles) if titles is not None else [
+            short_label(label) for label in self._columns]
+        self._formatters = list(formatters) if formatters is not None else [None] * count
+        self._constant = [c for c in constant if 0 <= c < count]
+        self._phi = frozenset(i for i, c in enumerate(self._columns) if is_phi(c))
+        self._set_labels()
         self._sort_column = None
         self._sort_reverse = False
         self._cursor_column = 0
@@ -395,6 +533,9 @@ class ResultsTable(ScrollView, can_focus=True):
         self._haystack = [] if self._filter else None
         self._order = [] if (self._filter or self._sort_column is not None) else None
         self._widths = list(self._header_widths)
+        self._empty = set(range(len(self._columns)))
+        self._same = dict.fromkeys(self._constant)
+        self._update_folds(force=True)
         self._layout_columns()
         self._cursor_row = 0
         self._cursor_source = None
@@ -419,6 +560,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._rows.extend(new_rows)
         end = len(self._rows)
 
+        self._track_folds(new_rows)
         if start < SAMPLE_ROWS and self._measure(new_rows[: SAMPLE_ROWS - start]):
             self._layout_columns()
             self._strip_cache.clear()
@@ -428,8 +570,7 @@ class ResultsTable(ScrollView, can_focus=True):
         if self._haystack is not None:
             self._haystack.extend(map(self._haystack_of, new_rows))
             if self._filter:
-                haystack, needle = self._haystack, self._filter
-                matches = [i for i in range(start, end) if needle in haystack[i]]
+                matches = self._matching(range(start, end))
         if self._sort_keys is not None:
             column = self._sort_column
             self._sort_keys.extend(
@@ -462,21 +603,22 @@ class ResultsTable(ScrollView, can_focus=True):
         self._rebuild_order()
 
     def set_filter(self, text: str) -> None:
-        """Show only rows where some cell contains `text` (case-insensitive); '' shows all."""
-        needle = text.lower()
+        """Show only rows where some cell contains `text` as sent or as shown (a date, time
+        or name typed as shown is looked for as sent), whatever the case and accents
+        ('muller' finds 'Müller'); '' shows all."""
+        needle = fold(text)
         self._filter_text = text
         if needle == self._filter:
             return
         previous, self._filter = self._filter, needle
+        self._needles = filter_needles(text)
         if needle and self._haystack is None:
             self._haystack = list(map(self._haystack_of, self._rows))
-        if needle and previous and previous in needle:
+        if needle and previous and previous in needle and len(self._needles) == 1:
             # Narrowing: only the rows shown can still match, and their order holds.
             self._merge_pending()
-            haystack = self._haystack
-            assert haystack is not None
             current = self._order if self._order is not None else range(len(self._rows))
-            self._order = [i for i in current if needle in haystack[i]]
+            self._order = self._matching(current)
             self._reordered(keep_view=False)
         else:
             self._rebuild_order()
@@ -522,16 +664,29 @@ class ResultsTable(ScrollView, can_focus=True):
         self.move_cursor(self._shown_count() + len(self._pending) - 1)
 
     def action_column_right(self) -> None:
-        self.move_column(self._cursor_column + 1)
+        self._step_column(+1)
 
     def action_column_left(self) -> None:
-        self.move_column(self._cursor_column - 1)
+        self._step_column(-1)
+
+    def _step_column(self, step: int) -> None:
+        shown = self._shown
+        if not shown:
+            return
+        current = self._cursor_column
+        if current in shown:
+            place = shown.index(current) + step
+        else:  # on a folded column: the next shown one that way
+            place = bisect_right(shown, current) - (1 if step < 0 else 0)
+        self.move_column(shown[max(0, min(place, len(shown) - 1))])
 
     def move_column(self, column: int) -> None:
-        """Put the cell cursor on ``column`` (clamped) and scroll it into view."""
-        if not self._columns:
+        """Put the cell cursor on ``column`` (clamped, a shown one) and scroll it into view."""
+        if not self._columns or not self._shown:
             return
         column = max(0, min(column, len(self._columns) - 1))
+        if column not in self._shown:
+            column = min(self._shown, key=lambda c: (abs(c - column), c))
         if column != self._cursor_column:
             self._cursor_column = column
             self._strip_cache.clear()
@@ -539,7 +694,7 @@ class ResultsTable(ScrollView, can_focus=True):
         left = self._offsets[column]
         right = left + self._widths[column] + 2
         x, width = int(self.scroll_x), self.scrollable_content_region.width
-        if left < x or column == 0:
+        if left < x or column == self._shown[0]:
             self.scroll_to(x=left, animate=False, force=True)
         elif right > x + width:
             self.scroll_to(x=min(self.max_scroll_x, max(left, right - width)), animate=False,
@@ -559,17 +714,18 @@ class ResultsTable(ScrollView, can_focus=True):
         if text is None:
             return
         self.app.copy_to_clipboard(text)
-        self.notify(f"{len(self._columns)} cells, separated by tabs", title="Copied the row",
+        self.notify(f"{len(self._shown)} cells, separated by tabs", title="Copied the row",
                     timeout=3, markup=False)
 
-    def action_sort_next(self) -> None:
-        """Cycle: arrival order -> column 0 ▲ -> column 1 ▲ -> … -> arrival order."""
+    def action_sort_column(self) -> None:
+        """Sort by the column of the cell cursor; again: descending; again: arrival order."""
         if not self._columns:
             return
-        if self._sort_column is None:
-            self.sort_by(0)
-        elif self._sort_column + 1 < len(self._columns):
-            self.sort_by(self._sort_column + 1)
+        column = self._cursor_column
+        if self._sort_column != column:
+            self.sort_by(column)
+        elif not self._sort_reverse:
+            self.sort_by(column, reverse=True)
         else:
             self.sort_by(None)
 
@@ -663,7 +819,9 @@ class ResultsTable(ScrollView, can_focus=True):
 
     def _header_strip(self, style: Style) -> Strip:
         segments = []
-        for column, (label, width) in enumerate(zip(self._labels, self._widths)):
+        labels, widths = self._labels, self._widths
+        for column in self._shown:
+            label, width = labels[column], widths[column]
             if column == self._sort_column:
                 arrow = "▼" if self._sort_reverse else "▲"
                 text = f" {_fit(label, max(1, width - 2))} {arrow} "
@@ -685,14 +843,16 @@ class ResultsTable(ScrollView, can_focus=True):
             # A marked row shows ● in the first cell's leading space: no layout change,
             # visible without colour.
             lead = "●" if source in self._marked else " "
+            first, widths, cell = (self._shown[0] if self._shown else 0), self._widths, \
+                self.shown_cell
             strip = Strip(
                 [
                     Segment(
-                        f"{lead if column == 0 else ' '}"
-                        f"{_fit(visible(row[column]) if column < cells else '', width)} ",
+                        f"{lead if column == first else ' '}"
+                        f"{_fit(cell(row, column) if column < cells else '', widths[column])} ",
                         (cell_style if column == current else style) + _column_meta(column),
                     )
-                    for column, width in enumerate(self._widths)
+                    for column in self._shown
                 ],
                 self._total_width,
             )
@@ -703,8 +863,18 @@ class ResultsTable(ScrollView, can_focus=True):
 
     @staticmethod
     def _haystack_of(row: tuple[str, ...]) -> str:
-        # NUL separates cells so a filter cannot match across two of them.
-        return "\x00".join(row).lower()
+        # NUL separates cells so a filter cannot match across two of them. The values as
+        # sent (a filter as shown is turned into them: filter_needles), folded.
+        return fold("\x00".join(row))
+
+    def _matching(self, sources: Iterable[int]) -> list[int]:
+        """The rows among ``sources`` that pass the filter."""
+        haystack, needles = self._haystack, self._needles
+        assert haystack is not None
+        if len(needles) == 1:
+            needle = needles[0]
+            return [i for i in sources if needle in haystack[i]]
+        return [i for i in sources if any(n in haystack[i] for n in needles)]
 
     def _shown_count(self) -> int:
         return len(self._rows) if self._order is None else len(self._order)
@@ -734,8 +904,17 @@ class ResultsTable(ScrollView, can_focus=True):
         widths = self._widths
         count = len(widths)
         grew = False
+        formatters = self._formatters if self._readable else ()
+        masked = self._phi if self.mask is not None and self.mask.on else ()
         for row in rows:
             for column, value in enumerate(row[:count]):
+                if column in masked:
+                    value = self.shown_cell(row, column)
+                    fmt = None
+                else:
+                    fmt = formatters[column] if formatters else None
+                if fmt is not None and value:
+                    value = fmt(value)
                 if len(value) > widths[column] or not value.isascii():
                     length = min(MAX_COLUMN_WIDTH, cell_len(visible(value)))
                     if length > widths[column]:
@@ -745,9 +924,11 @@ class ResultsTable(ScrollView, can_focus=True):
 
     def _layout_columns(self) -> None:
         offsets, x = [], 0
-        for width in self._widths:
+        folded = self.folded_columns
+        for column, width in enumerate(self._widths):
             offsets.append(x)
-            x += width + 2
+            if column not in folded:
+                x += width + 2
         self._offsets = offsets
         self._total_width = x
         self._update_virtual_size()
@@ -756,6 +937,50 @@ class ResultsTable(ScrollView, can_focus=True):
         size = Size(self._total_width, self._shown_count() + 1)
         if size != self.virtual_size:
             self.virtual_size = size
+
+    def _set_labels(self) -> None:
+        names = self._titles if self._readable else [short_label(c) for c in self._columns]
+        self._labels = [visible(name) for name in names]
+        # Room for the sort indicator (" ▲") so sorting never shifts the layout.
+        self._header_widths = [
+            min(MAX_COLUMN_WIDTH, max(1, cell_len(label) + 2)) for label in self._labels
+        ]
+
+    def _track_folds(self, rows: Sequence[tuple[str, ...]]) -> None:
+        """Columns with a value stop being empty; constant ones that differ, constant."""
+        changed = False
+        for column in list(self._empty):
+            if any(column < len(row) and row[column] for row in rows):
+                self._empty.discard(column)
+                changed = True
+        for column, value in list(self._same.items()):
+            if value is None and rows:
+                value = self._same[column] = rows[0][column] if column < len(rows[0]) else ""
+            if any((row[column] if column < len(row) else "") != value for row in rows):
+                del self._same[column]
+                changed = True
+        if changed or not self._folded:
+            self._update_folds()
+
+    def _update_folds(self, force: bool = False) -> None:
+        """The folded columns: empty ones and constant ones, once there are rows, and
+        never every column."""
+        count = len(self._columns)
+        folded: frozenset[int] = frozenset()
+        if self._rows:
+            folded = frozenset(self._empty) | frozenset(self._same)
+            if len(folded) >= count:
+                folded = frozenset()
+        if folded == self._folded and not force and self._shown:
+            return
+        self._folded = folded
+        visible_folded = self.folded_columns
+        self._shown = [c for c in range(count) if c not in visible_folded]
+        if self._shown and self._cursor_column not in self._shown:
+            self._cursor_column = min(self._shown, key=lambda c: (abs(c - self._cursor_column), c))
+        self._layout_columns()
+        self._strip_cache.clear()
+        self.refresh()
 
     def _rows_appended(self, shown_before: int) -> None:
         """Rows were added at the end of the displayed order."""
@@ -823,9 +1048,7 @@ class ResultsTable(ScrollView, can_focus=True):
         count = len(self._rows)
         sources: Iterable[int] = range(count)
         if self._filter:
-            haystack, needle = self._haystack, self._filter
-            assert haystack is not None
-            sources = [i for i in range(count) if needle in haystack[i]]
+            sources = self._matching(range(count))
         if self._sort_column is not None:
             assert self._sort_keys is not None
             self._order = sorted(

@@ -121,6 +121,10 @@ class StatusLine(Static):
         self.extra = extra
         self._render_line()
 
+    def refresh_line(self) -> None:
+        """Render again (how values are shown changed: patient data hidden or not)."""
+        self._render_line()
+
     @property
     def elapsed(self) -> float | None:
         if self.started is None:
@@ -154,7 +158,8 @@ class StatusLine(Static):
             if timing:
                 parts.append((f" in {elapsed:.1f} s", "$text-muted"))
             if outcome and outcome.detail:
-                detail = visible(outcome.detail)
+                phi = getattr(self.app, "phi", None)  # a PACS message may name a patient
+                detail = visible(phi.text(outcome.detail) if phi is not None else outcome.detail)
         shown = self.matches if self.shown is None else self.shown
         if self.row is not None and shown:
             parts.append(f" · row {min(self.row + 1, shown):,}/{shown:,}")
