@@ -186,3 +186,35 @@ async def test_the_filter_ignores_case_and_accents():
         await pilot.press("enter")
         await pilot.pause()
         assert table.displayed_source_indices() == muellers
+
+
+@sync
+async def test_helpers_offer_only_keys_valid_at_the_level():
+    """A patient has no date or modality of its own: at the PATIENT level the date and
+    modality helpers are off (and say why); at STUDY and below, and for the worklist,
+    they are on again."""
+    from textual.widgets import Select
+
+    from findtui.engine.models import QueryModel
+    from findtui.widgets.model_form import ModelForm
+    from findtui.widgets.query_helpers import PATIENT_LEVEL_NOTE
+
+    app = make_app(demo=True, no_history=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.query_screen
+        date, modalities = screen.query_one("#date-preset", Select), screen.query_one("#modalities")
+        note = screen.query_one("#helpers-note")
+        assert not date.disabled and not modalities.disabled and not note.display
+        for model, level, on in ((QueryModel.PATIENT, "PATIENT", False),
+                                 (QueryModel.PATIENT, "SERIES", True),
+                                 (QueryModel.PSONLY, "PATIENT", False),
+                                 (QueryModel.WORKLIST, "", True),
+                                 (QueryModel.STUDY, "STUDY", True)):
+            screen.query_one(ModelForm).fill(model, level or None)
+            screen._model_changed(ModelForm.Changed(model, level))
+            await pilot.pause()
+            assert date.disabled is (not on) and modalities.disabled is (not on), (model, level)
+            assert modalities.display is on
+            assert note.display is (not on)
+            if not on:
+                assert PATIENT_LEVEL_NOTE in str(note.render())

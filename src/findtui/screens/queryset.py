@@ -19,14 +19,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from rich.segment import Segment
 from textual.screen import Screen
-from textual.strip import Strip
-from textual.widgets.option_list import OptionDoesNotExist
 from textual.widgets.selection_list import Selection
-from textual.widgets import (
-    Checkbox, Footer, Input, Label, Select, SelectionList, Static, TextArea,
-)
+from textual.widgets import Footer, Input, Label, Select, Static, TextArea
 
 from findtui.engine.output import row_cells, table_columns, top_level_tags
 from findtui.engine.query import (
@@ -42,26 +37,9 @@ from findtui.engine.sanitize import visible
 from findtui.engine.split import SPLIT_MODES, SplitError, SplitPlan, unique_key
 from findtui.screens.query_logic import column_display
 from findtui.widgets.results_table import ResultsTable
+from findtui.widgets.toggles import Checkbox, SelectionList
 
 FORM_NODE = "\x00form"  # the SelectionList value of the form's own connection
-
-
-class NodeList(SelectionList):
-    """A SelectionList whose rows not picked show an empty box: the choice reads without
-    colour too (NO_COLOR, monochrome terminals), not only by the box's colour."""
-
-    def render_line(self, y: int) -> Strip:
-        strip = super().render_line(y)
-        _, scroll_y = self.scroll_offset
-        try:
-            option = self.get_option_at_index(scroll_y + y)
-        except OptionDoesNotExist:
-            return strip
-        if option.value in self._selected:
-            return strip
-        # SelectionList draws [left side, box, right side, space, prompt...]: empty the box
-        return Strip([Segment(" " * len(seg.text), seg.style) if i == 1 else seg
-                      for i, seg in enumerate(strip)], strip.cell_length)
 
 
 class QuerySetError(ValueError):
@@ -150,7 +128,7 @@ class QuerySetScreen(Screen):
                 options = [Selection(visible(form_label), FORM_NODE, True, id="form")]
                 options += [Selection(visible(n), n, False) for n in self.node_names
                             if n != self.node_name]
-                yield NodeList(*options, id="qs-nodes", compact=True)
+                yield SelectionList(*options, id="qs-nodes", compact=True)
             with Horizontal(classes="qs-row"):
                 yield Label("Key", classes="form-label")
                 yield Input(id="qs-key", compact=True, placeholder="e.g. AccessionNumber")

@@ -13,7 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Label, Select
+from textual.widgets import Label, Select, Static
 
 from findtui.widgets.toggles import SelectionList
 
@@ -30,6 +30,15 @@ DATE_PRESETS = (
     ("Range… (edit the key)", "range"),
     ("Any date", "any"),
 )
+
+
+PATIENT_LEVEL_NOTE = ("Date and modality are keys of a patient's studies, not of the "
+                      "patient: choose the STUDY level (or below) to use them.")
+
+
+def helpers_valid(model: QueryModel, level: str) -> bool:
+    """Whether the date and modality helpers' keys exist at ``level``."""
+    return model is QueryModel.WORKLIST or level != "PATIENT"
 
 
 def date_key_for(model: QueryModel, level: str) -> str:
@@ -77,11 +86,23 @@ class QueryHelpers(Vertical):
         with Horizontal(classes="form-row"):
             yield Label("Date", classes="form-label")
             yield Select(DATE_PRESETS, prompt="preset…", id="date-preset", compact=True)
-        yield Label("Modality (space toggles)", classes="form-title")
+        yield Label("Modality (space toggles)", classes="form-title", id="modalities-title")
         yield SelectionList[str](*((m, m) for m in MODALITIES), id="modalities", compact=True)
+        yield Static(PATIENT_LEVEL_NOTE, id="helpers-note")
+
+    def on_mount(self) -> None:
+        self.query_one("#helpers-note").display = False
 
     def set_context(self, model: QueryModel, level: str) -> None:
+        """Offer only keys valid at ``level``: a patient has no date or modality of its own
+        (those are its studies' keys), so at the PATIENT level both helpers are off."""
         self.model, self.level = model, level
+        valid = helpers_valid(model, level)
+        self.query_one("#date-preset", Select).disabled = not valid
+        modalities = self.query_one("#modalities", SelectionList)
+        modalities.disabled = not valid
+        modalities.display = self.query_one("#modalities-title").display = valid
+        self.query_one("#helpers-note").display = not valid
 
     def set_modalities(self, values: list[str]) -> None:
         """Reflect a key's modalities in the list without producing a key."""
