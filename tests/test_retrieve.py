@@ -594,35 +594,3 @@ def test_a_retrieve_receives_large_pdus_unless_pdu_is_given(tmp_path, pdu, offer
         assert r.returncode == 0, r.stderr
         assert demo.retrieve_peer_pdus and set(demo.retrieve_peer_pdus) == {offered}
     assert received_uids(tmp_path)
-
-
-@pytest.mark.parametrize("method", ["get", "move"])
-def test_the_association_bringing_instances_reacts_at_once(tmp_path, method):
-    """pynetdicom's reader sleeps 1 ms whenever it finds nothing to read, and a PACS sends
-    the next instance only after our C-STORE-RSP: the association that brings the
-    instances (C-GET's own, C-MOVE's to our Storage SCP) polls every 0.1 ms instead."""
-    from findtui.demo import DemoSCP
-    from findtui.engine.retrieve import RETRIEVE_LOOP_DELAY
-
-    seen: list[float] = []
-
-    class Recording(RetrieveJob):
-        def _on_store(self, event):
-            seen.append(event.assoc.dul._run_loop_delay)
-            return super()._on_store(event)
-
-    port = peers.free_port()
-    with DemoSCP(patients=2, seed=3, move_port=port) as demo:
-        match = Dataset()
-        match.QueryRetrieveLevel, match.PatientID = "PATIENT", demo.data.patients[0][1]
-        item = item_from_match(QueryModel.PATIENT, "PATIENT", match)
-        request = RetrieveRequest(
-            network=Network(demo.address, demo.port, called_aet=demo.ae_title,
-                            calling_aet=OUR_AET),
-            model=QueryModel.PATIENT, method=method, items=(item,), directory=str(tmp_path),
-            store_port=port, store_host="127.0.0.1")
-        summary = RetrieveSummary()
-        for event in Recording(request).events():
-            summary.feed(event)
-    assert summary.outcome == "success"
-    assert seen and set(seen) == {RETRIEVE_LOOP_DELAY} and RETRIEVE_LOOP_DELAY < 0.001

@@ -647,7 +647,6 @@ class RetrieveJob:
             if failed:
                 yield failed
                 return
-            _quick_reactor(assoc)
             cx = next((c for c in assoc.accepted_contexts if c.abstract_syntax == sop_class),
                       None)
             if cx is None:
@@ -804,22 +803,6 @@ def _no_delay(event) -> None:
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):
         pass
-    _quick_reactor(event.assoc)
-
-
-# pynetdicom's reader thread sleeps 1 ms whenever it finds nothing to read
-# (DULServiceProvider._run_loop_delay, which its code documents as the knob between idle
-# CPU and latency). A PACS sends the next instance only once our C-STORE-RSP is back, so
-# that sleep is paid on every instance: a 200-instance C-GET took 1.24 s, 1.04 s with
-# 0.1 ms (DCMTK getscu 0.95 s), for ~10-20% of a core while the association waits.
-RETRIEVE_LOOP_DELAY = 0.0001
-
-
-def _quick_reactor(assoc) -> None:
-    """A retrieve's association (or one that brings its C-STOREs) reacts within 0.1 ms."""
-    dul = getattr(assoc, "dul", None)
-    if dul is not None and hasattr(dul, "_run_loop_delay"):
-        dul._run_loop_delay = RETRIEVE_LOOP_DELAY
 
 
 # --- the summary -----------------------------------------------------------------
