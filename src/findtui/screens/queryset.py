@@ -42,6 +42,13 @@ from findtui.widgets.toggles import Checkbox, SelectionList
 FORM_NODE = "\x00form"  # the SelectionList value of the form's own connection
 
 
+def node_label(node: Node) -> str:
+    """A node's name in the table and the status lines: its profile's name, or for the
+    form's own connection its called AE title (short enough for an 80-column Node column;
+    the form's line in the node list gives the address)."""
+    return node.name or node.request.network.called_aet or node.label
+
+
 class QuerySetError(ValueError):
     """What the form says cannot run (shown as a notification)."""
 
@@ -220,7 +227,7 @@ class QuerySetScreen(Screen):
         except QuerySetError as exc:
             self.notify(visible(str(exc)), title="Cannot run", severity="error", timeout=10)
             return
-        labels = [n.label for n in plan.nodes]
+        labels = [node_label(n) for n in plan.nodes]
         lead = ["Node", "Query"] if plan.queries is not None else ["Node"]
         table = self.query_one(ResultsTable)
         table.mask = self.app.phi  # type: ignore[attr-defined]  # Ctrl+G: patient data hidden
@@ -258,7 +265,7 @@ class QuerySetScreen(Screen):
     @work(thread=True, exit_on_error=False, group="queryset")
     def _stream(self, run: QuerySetRun, plan: SetPlan) -> None:
         tags = top_level_tags(plan.columns)
-        labels = [visible(n.label) for n in plan.nodes]
+        labels = [visible(node_label(n)) for n in plan.nodes]
         unique = unique_key(self.request.model, self.request.identifier)
         merged: dict[object, list] = {}
         batch: list[tuple[Pending, tuple[str, ...]]] = []
