@@ -463,3 +463,24 @@ def test_split_auto_on_several_nodes_one_of_them_capped(tmp_path):
         got[row["node"]].append(row["StudyInstanceUID"])
     assert len(got["full"]) > 7
     assert sorted(got["capped"]) == sorted(got["full"])  # the same data, nothing lost
+
+
+def test_a_list_that_is_a_fifo_a_folder_or_huge_is_refused_and_a_link_is_read(tmp_path):
+    """Never blocks on a FIFO nor reads without bound (engine.files.read_capped)."""
+    from findtui.engine.querylist import MAX_LIST_BYTES, read_query_list
+
+    fifo = tmp_path / "list.fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.csv"
+    with open(huge, "wb") as fh:
+        fh.truncate(MAX_LIST_BYTES + 1)
+    for path, words in ((fifo, "not a plain file"), (tmp_path, "not a plain file"),
+                        (huge, "more than")):
+        with pytest.raises(QueryListError) as info:
+            read_query_list(path)
+        assert words in str(info.value) and str(path) in str(info.value)
+    real = tmp_path / "real.csv"
+    real.write_text("PatientID\nP1\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert [q.keys for q in read_query_list(link).queries] == [("PatientID=P1",)]

@@ -19,6 +19,7 @@ import io
 import os
 from dataclasses import dataclass
 
+from findtui.engine.files import FileTooLargeError, UnsafeFileError, read_capped
 from findtui.engine.keys import KeyPathError, apply_key, parse_key
 
 # A list larger than this is not a list of queries (a wrong file): refused before reading.
@@ -97,16 +98,11 @@ def read_query_list(path: str | os.PathLike[str], skip_bad: bool = False) -> Que
     """Read and check a query list (raises QueryListError)."""
     name = os.fspath(path)
     try:
-        size = os.path.getsize(name)
-        if size > MAX_LIST_BYTES:
-            raise QueryListError(name, f"{size:,} bytes is too large for a list of queries "
-                                       f"(at most {MAX_LIST_BYTES // 2**20} MB)")
-        with open(name, "rb") as fh:
-            data = fh.read()
-    except IsADirectoryError:
-        raise QueryListError(name, "is a folder, not a CSV file") from None
+        data = read_capped(name, MAX_LIST_BYTES)
     except FileNotFoundError:
         raise QueryListError(name, "no such file") from None
+    except (UnsafeFileError, FileTooLargeError) as exc:  # a folder, FIFO or device; too big
+        raise QueryListError(name, f"{exc.strerror}: give a CSV file") from None
     except OSError as exc:
         raise QueryListError(name, f"cannot be read ({exc.strerror or exc})") from None
     try:
