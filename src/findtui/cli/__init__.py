@@ -95,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
             for line in str(exc).splitlines():
                 LOG.error(line)
             return ExitCode.BAD_INPUT
-        except UsageError as exc:
-            parser.error(str(exc))
     elif spec.split:
         try:
             split_plan(spec)  # a date that cannot be split: said before anything is sent

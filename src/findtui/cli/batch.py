@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 from findtui.cli.exitcodes import ExitCode
 from findtui.cli.runs import (  # noqa: F401 - EXIT_CODES, exit_code: findtui.cli's API
-    EXIT_CODES, exit_code, incomplete_message, open_writers, record_history,
+    EXIT_CODES, TerminalProgress, exit_code, incomplete_message, open_writers, record_history,
 )
 from findtui.cli.resolve import RunSpec, hinted
 from findtui.cli.signals import cancel_on_sigint
@@ -86,7 +85,7 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         query = FindQuery(request)
         summary = RunSummary.of(request)
         events = query.events()
-    progress = _Progress() if split is not None else None
+    progress = TerminalProgress() if split is not None else None
     old_handler = signal.signal(signal.SIGINT, cancel_on_sigint(query.cancel))
     stack.callback(signal.signal, signal.SIGINT, old_handler)
 
@@ -146,7 +145,8 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
                 more = "; incomplete, split in two" if event.bisected else ""
                 LOG.info(f"Sub-query {event.sub.number} ended: {part.title}, "
                          f"{part.received} matches{again}{more}")
-                progress.update(event.sub.number, event.left, summary.received)
+                progress.show(f"split: {event.sub.number} sub-queries done, {event.left} to "
+                              f"go, {summary.received:,} matches", force=not event.left)
     except KeyboardInterrupt:
         summary.interrupted()
         LOG.error(f"Aborted after {summary.received} responses")
@@ -188,29 +188,3 @@ def _run(spec: RunSpec, stack: ExitStack) -> int:
         code = max(code, retrieve_code)
     record_history(spec, summary, retrieved)  # one line: the query and its retrieve
     return code
-
-
-class _Progress:
-    """A split run's progress on stderr when it is a terminal (never under -q): a line
-    per sub-query in the log, or one line redrawn when the log is quieter than -v."""
-
-    def __init__(self) -> None:
-        self.live = sys.stderr.isatty() and LOG.isEnabledFor(logging.ERROR)
-        self.redraw = self.live and not LOG.isEnabledFor(logging.INFO)
-        self.drawn = False
-
-    def update(self, done: int, left: int, matches: int) -> None:
-        if not self.live:
-            return
-        text = f"split: {done} sub-queries done, {left} to go, {matches:,} matches"
-        if self.redraw:
-            sys.stderr.write(f"\r{text}\x1b[K")
-            sys.stderr.flush()
-            self.drawn = True
-        else:
-            LOG.info(text)
-
-    def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

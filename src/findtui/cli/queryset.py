@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import sys
 import time
 from contextlib import ExitStack
 
-from findtui.cli.runs import EXIT_CODES, incomplete_message, open_writers, record_history
+from findtui.cli.runs import (
+    EXIT_CODES, TerminalProgress, incomplete_message, open_writers, record_history,
+)
 from findtui.cli.exitcodes import ExitCode
 from findtui.cli.resolve import RunSpec, hinted
 from findtui.cli.signals import cancel_on_sigint
@@ -69,7 +70,8 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
     unique = unique_key(spec.request.model, spec.request.identifier)
     merged: dict[object, list] = {}  # --dedupe: key -> [response, nodes, queries]
     state = _State()
-    progress = _Progress(len(nodes) * len(queries or [None]))
+    total = len(nodes) * len(queries or [None])
+    progress = TerminalProgress(log_every=2.0) if total > 1 else None
     if spec.query_list is not None and spec.query_list.skipped:
         LOG.warning(f"--skip-bad: left out {len(spec.query_list.skipped)} bad row(s) of "
                     f"{spec.query_list.path!r}: "
@@ -147,12 +149,16 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
                     state.incomplete += 1
                     LOG.warning(where(item.node, item.query)
                                 + incomplete_message(item.summary, spec.split))
-                progress.update(state.done, state.received, started)
+                if progress is not None:
+                    rate = state.done / max(time.monotonic() - started, 1e-3)
+                    progress.show(f"queries {state.done:,}/{total:,}, {state.received:,} "
+                                  f"matches, {rate:.0f} queries/s", force=state.done == total)
             elif isinstance(item, Reopened):
                 LOG.warning(f"{where(item.node, item.query)}the peer closed the association "
                             f"({item.message}); opening a new one")
             elif isinstance(item, NodeDone):
-                progress.clear()
+                if progress is not None:
+                    progress.clear()
                 _node_line(nodes[item.node].label if several else None, item.summary,
                            queries is not None)
     except KeyboardInterrupt:
@@ -160,7 +166,8 @@ def run_query_set(spec: RunSpec, stack: ExitStack) -> int:
         LOG.error(f"Aborted after {state.received} responses")
     finally:
         events.close()  # at once: an early end stops every node's thread
-        progress.clear()
+        if progress is not None:
+            progress.clear()
     if spec.dedupe:
         for response, held_nodes, held_queries in merged.values():
             emit(response, output.RunTags(  # nodes in the order given
@@ -286,36 +293,3 @@ def _record(spec: RunSpec, run, nodes, retrieved: list) -> None:
         entry.title = summary.outcome.value.capitalize()
         record_history(dataclasses.replace(spec, request=node.request,
                                            node_profile=node.name), entry, record)
-
-
-class _Progress:
-    """Queries done, matches and rate on stderr when it is a terminal (never under -q):
-    one line redrawn, or a log line every few seconds when the log is -v."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.enabled = total > 1 and sys.stderr.isatty() and LOG.isEnabledFor(logging.ERROR)
-        self.redraw = not LOG.isEnabledFor(logging.INFO)
-        self.last = 0.0
-        self.drawn = 0
-
-    def update(self, done: int, matches: int, started: float) -> None:
-        now = time.monotonic()
-        every = 0.1 if self.redraw else 2.0
-        if not self.enabled or (now - self.last < every and done < self.total):
-            return
-        self.last = now
-        rate = done / max(now - started, 1e-3)
-        text = f"queries {done:,}/{self.total:,}, {matches:,} matches, {rate:.0f} queries/s"
-        if not self.redraw:
-            LOG.info(text)
-            return
-        sys.stderr.write("\r" + text + " " * max(0, self.drawn - len(text)))
-        sys.stderr.flush()
-        self.drawn = len(text)
-
-    def clear(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\r" + " " * self.drawn + "\r")
-            sys.stderr.flush()
-            self.drawn = 0

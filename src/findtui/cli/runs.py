@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from contextlib import ExitStack
 
 from findtui.cli.exitcodes import ExitCode
@@ -90,3 +91,44 @@ def record_history(spec: RunSpec, summary: RunSummary, retrieved=None) -> None:
             retrieve=retrieved, split=spec.split, split_from=spec.split_from))
     except Exception as exc:  # noqa: BLE001 - any failure here is only worth a warning
         LOG.warning(f"The run was not recorded in the history: {exc}")
+
+
+class TerminalProgress:
+    """Progress on stderr when it is a terminal, never under -q: one line redrawn, or, when
+    the log is -v, a log line (at most one every ``log_every`` seconds)."""
+
+    def __init__(self, log_every: float = 0.0) -> None:
+        self.live = sys.stderr.isatty() and LOG.isEnabledFor(logging.ERROR)
+        self.redraw = self.live and not LOG.isEnabledFor(logging.INFO)
+        self.log_every = log_every
+        self.last = 0.0
+        self.drawn = False
+
+    def show(self, text: str, force: bool = False) -> None:
+        """``force``: the last figures, shown whatever the time since the previous ones."""
+        if not self.live:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < (0.1 if self.redraw else self.log_every):
+            return
+        self.last = now
+        if self.redraw:
+            sys.stderr.write(f"\r{text}\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+        else:
+            LOG.info(text)
+
+    def clear(self) -> None:
+        """Erase the redrawn line (before other lines are written)."""
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.drawn = False
+
+    def close(self) -> None:
+        """Keep the redrawn line, end it."""
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False

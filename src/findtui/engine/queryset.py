@@ -96,12 +96,10 @@ class NodeSummary:
     @property
     def outcome(self) -> Outcome:
         """The worst outcome of its queries; a query not sent counts as a network failure."""
-        worst = list(self.outcomes)
-        if self.not_sent:
-            worst.append(Outcome.NETWORK)
-        if not worst:
-            return Outcome.NETWORK
-        return max(worst, key=lambda o: _SEVERITY.get(o, 0))
+        outcomes = list(self.outcomes)
+        if self.not_sent or not outcomes:
+            outcomes.append(Outcome.NETWORK)
+        return worst_outcome(outcomes)
 
 
 @dataclass(frozen=True)
