@@ -71,7 +71,6 @@ class QueryDone:
     node: int
     query: int | None
     summary: RunSummary
-    retried: bool = False  # sent again on a new association
 
 
 @dataclass(frozen=True)
@@ -230,7 +229,7 @@ class QuerySetRun:
             else:
                 self._find_worker(n, node, jobs)
         except Exception as exc:  # noqa: BLE001 - a bug must not hang the consumer
-            with state.lock:
+            with self._lock:
                 self.summaries[n].failures.append(f"internal error: {exc!r}")
         finally:
             with state.lock:
@@ -262,7 +261,7 @@ class QuerySetRun:
         with self._lock:
             summary.outcomes[part.outcome] += 1
             summary.received += part.received
-        self._put(QueryDone(n, job.number, part, job.retried))
+        self._put(QueryDone(n, job.number, part))
 
     def _find_worker(self, n: int, node: Node, jobs: queue.SimpleQueue) -> None:
         summary = self.summaries[n]
