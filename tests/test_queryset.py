@@ -484,3 +484,20 @@ def test_a_list_that_is_a_fifo_a_folder_or_huge_is_refused_and_a_link_is_read(tm
     link = tmp_path / "link.csv"
     link.symlink_to(real)
     assert [q.keys for q in read_query_list(link).queries] == [("PatientID=P1",)]
+
+
+def test_a_peer_that_stalls_every_query_is_given_up_after_three(tmp_path):
+    """Each stalled query costs the DIMSE timeout: after three in a row the node is given up
+    and the rest of the list is counted as not sent (exit 3), not tried one by one."""
+    def stall(s):
+        s.hang(30)
+
+    with FaultSCP(stall) as scp:
+        path = write_list(tmp_path, "PatientID\n" + "\n".join(str(i) for i in range(1, 9)))
+        r = run_findtui(["-S", "-k", "QueryRetrieveLevel=STUDY", "--query-list", path,
+                         "-td", "1", "--no-history", "-aec", scp.ae_title, scp.address,
+                         str(scp.port)], timeout=60)
+        assert_no_traceback(r)
+        assert r.returncode == EXIT_NETWORK, r.err[-3000:]
+        assert scp.associations == 3
+    assert "8 queries (3 network, 5 not sent)" in r.err, r.err[-2000:]

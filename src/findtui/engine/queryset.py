@@ -39,8 +39,10 @@ from findtui.engine.query import (
 from findtui.engine.querylist import ListedQuery
 from findtui.engine.run import _SEVERITY, Outcome, RunSummary
 
-# Associations in a row that end before any query on them ended: the node is given up.
-MAX_FUTILE_ASSOCIATIONS = 3
+# Failures in a row after which a node is given up (its queries left are not sent): a
+# query the association broke under (a stall, an abort), or an association on which no
+# query ended. A PACS that stalls every query must not cost a timeout per listed query.
+MAX_FAILURES_IN_A_ROW = 3
 # Events go to the consumer in batches (a response that more follow at once waits for
 # them, up to BATCH): one queue hand-over per batch, not per response. A worker waits
 # when QUEUE_SIZE batches are waiting.
@@ -265,7 +267,7 @@ class QuerySetRun:
 
     def _find_worker(self, n: int, node: Node, jobs: queue.SimpleQueue) -> None:
         summary = self.summaries[n]
-        futile = 0
+        failing = 0
         carry: _Job | None = None  # a query the peer dropped unanswered: sent again
         while not self._cancel.is_set():
             if carry is None:
@@ -292,8 +294,9 @@ class QuerySetRun:
             self._track(query, True)
             with self._lock:
                 summary.associations += 1
+            events = query.events(identifiers())
             try:
-                for event in query.events(identifiers()):
+                for event in events:
                     if isinstance(event, QuerySent):
                         continue
                     if isinstance(event, AssociationFailed):
@@ -320,15 +323,20 @@ class QuerySetRun:
                         if isinstance(event, Fault):
                             with self._lock:
                                 summary.failures.append(event.message)
+                        failing = failing + 1 if isinstance(event, Fault) else 0
                         self._query_done(n, job, part)
                         done_here += 1
                         job = part = None
+                        if failing >= MAX_FAILURES_IN_A_ROW:
+                            break
             finally:
+                events.close()
                 self._track(query, False)
             if job is not None and part is not None:  # ended with no status (cancel)
                 self._query_done(n, job, part)
-            futile = 0 if done_here else futile + 1
-            if futile >= MAX_FUTILE_ASSOCIATIONS:
+            if not done_here:
+                failing += 1
+            if failing >= MAX_FAILURES_IN_A_ROW:
                 return
 
     def _split_worker(self, n: int, node: Node, jobs: queue.SimpleQueue) -> None:
